@@ -1,0 +1,1 @@
+"""The gateway: composes journeys from capabilities over Kafka and serves them over HTTP."""

@@ -1,0 +1,32 @@
+"""Micro Business Services: the platform kit for Micro Business Units."""
+
+from mbs.contract import Contract, DeclaredError, ModelContract, Pricing, Sla, declare
+from mbs.errors import (
+    BrokerError,
+    BusinessError,
+    ContractViolation,
+    JourneyDefinitionError,
+    MbsError,
+    StepFailed,
+    StepTimeout,
+)
+from mbs.unit import Binding, RetryPolicy, Unit
+
+__all__ = [
+    "Binding",
+    "BrokerError",
+    "BusinessError",
+    "Contract",
+    "ContractViolation",
+    "DeclaredError",
+    "JourneyDefinitionError",
+    "MbsError",
+    "ModelContract",
+    "Pricing",
+    "RetryPolicy",
+    "Sla",
+    "StepFailed",
+    "StepTimeout",
+    "Unit",
+    "declare",
+]

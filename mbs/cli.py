@@ -1,0 +1,183 @@
+"""The `mbs` command line: local broker, unit and gateway processes, the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from mbs.broker import LocalBroker
+from mbs.errors import MbsError
+from mbs.settings import Settings, get_settings
+
+console = Console(stderr=True)
+app = typer.Typer(
+    help="Micro Business Services: run units, the gateway and a local Kafka.",
+    no_args_is_help=True, pretty_exceptions_enable=False,
+)
+broker_app = typer.Typer(help="A local Apache Kafka 3.9.1 (KRaft, one node, 127.0.0.1).",
+                         no_args_is_help=True)
+run_app = typer.Typer(help="Run one process of the ecosystem in the foreground.",
+                      no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+app.add_typer(run_app, name="run")
+
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="Broker port [env: MBS_BROKER_PORT, default 9092].")
+]
+
+
+def _settings(port: int | None = None) -> Settings:
+    settings = get_settings()
+    return settings.model_copy(update={"broker_port": port}) if port else settings
+
+
+def _say(message: str) -> None:
+    console.print(f"[dim]mbs[/] {message}")
+
+
+def _local_broker(port: int | None) -> LocalBroker | None:
+    settings = _settings(port)
+    if settings.kafka_bootstrap:
+        _say(f"MBS_KAFKA_BOOTSTRAP is set: using the existing cluster at {settings.bootstrap}")
+        return None
+    return LocalBroker(settings)
+
+
+@broker_app.command("up")
+def broker_up(port: PortOption = None) -> None:
+    """Start the broker (fetching the jars on first use); returns once it accepts connections."""
+    broker = _local_broker(port)
+    if broker is not None:
+        status = broker.up(progress=_say)
+        _say(f"Kafka {status.version} running on [bold]{status.address}[/] (pid {status.pid})")
+
+
+@broker_app.command("down")
+def broker_down(port: PortOption = None) -> None:
+    """Stop the broker and wait until its java process is gone."""
+    broker = _local_broker(port)
+    if broker is not None:
+        broker.down(progress=_say)
+
+
+@broker_app.command("status")
+def broker_status(port: PortOption = None) -> None:
+    """Tell whether the broker runs, its version, address and data directory (exit 3 if not)."""
+    broker = _local_broker(port)
+    if broker is None:
+        return
+    status = broker.status()
+    table = Table(show_header=False, box=None)
+    table.add_row("state", "[green]running[/]" if status.running else "[red]stopped[/]")
+    table.add_row("version", status.version)
+    table.add_row("address", status.address)
+    table.add_row("pid", str(status.pid or "-"))
+    table.add_row("data dir", str(status.data_dir))
+    table.add_row("log", str(status.log_file))
+    Console().print(table)
+    if not status.running:
+        raise typer.Exit(3)
+
+
+@broker_app.command("logs")
+def broker_logs(
+    port: PortOption = None,
+    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
+) -> None:
+    """Print the broker's log (the last N lines; -f to follow)."""
+    broker = _local_broker(port)
+    if broker is None:
+        return
+    for line in broker.logs(lines):
+        print(line)
+    if follow:
+        with broker.log_file.open() as log:
+            log.seek(0, os.SEEK_END)
+            while True:
+                line = log.readline()
+                if line:
+                    print(line, end="", flush=True)
+                else:
+                    time.sleep(0.3)
+
+
+@run_app.command("unit")
+def run_unit(name: Annotated[str, typer.Argument(help="Unit name, e.g. pricing.")]) -> None:
+    """Serve one unit's capabilities until SIGINT or SIGTERM."""
+    from mbs.runner import load_unit, serve_unit
+
+    _logging()
+    asyncio.run(serve_unit(load_unit(name), get_settings()))
+
+
+@run_app.command("gateway")
+def run_gateway(
+    host: Annotated[str | None, typer.Option(help="[env: MBS_GATEWAY_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="[env: MBS_GATEWAY_PORT]")] = None,
+) -> None:
+    """Serve the gateway's HTTP API until SIGINT or SIGTERM."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    _logging()
+    settings = get_settings()
+    uvicorn.run(
+        create_app(settings), host=host or settings.gateway_host,
+        port=port or settings.gateway_port, log_level="warning",
+    )
+
+
+@app.command("units")
+def list_units() -> None:
+    """List the units this checkout can run, with their capabilities."""
+    from mbs.runner import load_unit, unit_names
+
+    table = Table("unit", "capability", "version", "owner", "price/call", "request topic")
+    for name in unit_names():
+        for binding in load_unit(name).bindings:
+            c = binding.contract
+            table.add_row(name, c.capability, c.version, c.owner,
+                          f"{c.pricing.price_per_call} {c.pricing.currency}", c.request_topic)
+    Console().print(table)
+
+
+@app.command("demo")
+def demo(
+    journeys: Annotated[int, typer.Option(help="How many sample journeys to run.")] = 5,
+) -> None:
+    """Start Kafka, the units and the gateway; run journeys; show results and bills; clean up."""
+    from mbs.demo import run_demo
+
+    sys.exit(run_demo(get_settings(), journeys=journeys, say=_say))
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("MBS_LOG_LEVEL", "INFO").upper(), format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+
+
+def main() -> None:
+    """Entry point; platform errors become one readable line and exit code 2."""
+    try:
+        app()
+    except MbsError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

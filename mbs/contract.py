@@ -1,0 +1,141 @@
+"""The contract a unit declares for each capability it offers (see DESIGN.md, "Contracts")."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from mbs import headers
+
+_CAPABILITY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?$")
+_UNIT = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+class Sla(BaseModel):
+    """What a unit promises about its calls."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    p99_ms: int = Field(gt=0, description="99th percentile handler latency, milliseconds.")
+    availability: float = Field(gt=0, le=1, description="Share of calls that succeed, 0..1.")
+
+
+class Pricing(BaseModel):
+    """What a call earns the unit (price) and what it costs the unit to serve (cost)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    price_per_call: Decimal = Field(ge=0)
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    cost_per_call: Decimal = Field(ge=0)
+    cost_per_cpu_second: Decimal = Field(default=Decimal("0"), ge=0)
+
+
+class DeclaredError(BaseModel):
+    """A business error code a capability may reply with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    retryable: bool = False
+    description: str = ""
+
+
+class Contract(BaseModel):
+    """The declared, versioned offer of one capability by one unit; pure data, JSON-able."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str
+    owner: str = Field(min_length=1)
+    kind: Literal["internal", "partner"] = "internal"
+    capability: str
+    version: str
+    description: str = ""
+    request: dict[str, Any]
+    reply: dict[str, Any]
+    errors: list[DeclaredError] = Field(default_factory=list)
+    side_effects: bool = False
+    compensation: str | None = None
+    supports_dry_run: bool = False
+    sla: Sla
+    pricing: Pricing
+
+    @field_validator("unit")
+    @classmethod
+    def _unit_name(cls, value: str) -> str:
+        if not _UNIT.match(value):
+            raise ValueError(f"unit {value!r} must be lower-case letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("capability", "compensation")
+    @classmethod
+    def _capability_name(cls, value: str | None) -> str | None:
+        if value is not None and not _CAPABILITY.match(value):
+            raise ValueError(f"capability {value!r} must look like 'domain.action'")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.match(value):
+            raise ValueError(f"version {value!r} is not semver (MAJOR.MINOR.PATCH)")
+        return value
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".", 1)[0])
+
+    @property
+    def request_topic(self) -> str:
+        return headers.request_topic(self.capability, self.major)
+
+    @property
+    def reply_topic(self) -> str:
+        return headers.reply_topic(self.unit)
+
+    @property
+    def dlq_topic(self) -> str:
+        return headers.dlq_topic(self.capability, self.major)
+
+    def declares(self, code: str) -> bool:
+        return any(error.code == code for error in self.errors)
+
+
+Req = TypeVar("Req", bound=BaseModel)
+Rep = TypeVar("Rep", bound=BaseModel)
+
+
+class ModelContract(Contract, Generic[Req, Rep]):
+    """A contract authored in Python: the JSON data plus the pydantic models behind it."""
+
+    _request_model: type[BaseModel] = PrivateAttr()
+    _reply_model: type[BaseModel] = PrivateAttr()
+
+    @property
+    def request_model(self) -> type[BaseModel]:
+        return self._request_model
+
+    @property
+    def reply_model(self) -> type[BaseModel]:
+        return self._reply_model
+
+    def as_contract(self) -> Contract:
+        """The plain data contract, as published to the registry and to partners."""
+        return Contract.model_validate(self.model_dump())
+
+
+def declare(
+    *, request: type[Req], reply: type[Rep], **fields: Any
+) -> ModelContract[Req, Rep]:
+    """Declare a contract from its request and reply models plus the contract fields."""
+    contract: ModelContract[Req, Rep] = ModelContract(
+        request=request.model_json_schema(), reply=reply.model_json_schema(), **fields
+    )
+    contract._request_model = request
+    contract._reply_model = reply
+    return contract

@@ -1,0 +1,39 @@
+"""Header and topic names that cross process and company boundaries (fixed by DESIGN.md)."""
+
+from __future__ import annotations
+
+MESSAGE_ID = "mbs-message-id"
+CORRELATION_ID = "mbs-correlation-id"
+JOURNEY_ID = "mbs-journey-id"
+JOURNEY = "mbs-journey"
+STEP = "mbs-step"
+ATTEMPT = "mbs-attempt"
+DEADLINE = "mbs-deadline"
+CALLER = "mbs-caller"
+UNIT = "mbs-unit"
+SHADOW = "mbs-shadow"
+ERROR = "mbs-error"
+ERROR_DETAIL = "mbs-error-detail"
+COST = "mbs-cost"
+PRICE = "mbs-price"
+HANDLER_MS = "mbs-handler-ms"
+TRACEPARENT = "traceparent"
+
+CONTRACTS_TOPIC = "mbs.contracts"
+JOURNEY_STATE_TOPIC = "mbs.journeys.state"
+JOURNEY_DEFS_TOPIC = "mbs.journeys.defs"
+
+
+def request_topic(capability: str, major: int) -> str:
+    """`payments.charge` v1 -> `payments.charge.v1`."""
+    return f"{capability}.v{major}"
+
+
+def reply_topic(unit: str) -> str:
+    """The one topic a unit writes its replies to."""
+    return f"mbs.replies.{unit}"
+
+
+def dlq_topic(capability: str, major: int) -> str:
+    """Where invalid or undeliverable requests for a capability land, with their reason."""
+    return f"{request_topic(capability, major)}.dlq"

@@ -1,0 +1,44 @@
+"""Platform configuration, read once from `MBS_*` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path.home() / ".cache" / "mbs"
+
+
+class Settings(BaseSettings):
+    """Every knob of the platform; each field is `MBS_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="MBS_", extra="ignore")
+
+    kafka_bootstrap: str | None = Field(
+        default=None,
+        description="Use this existing Kafka cluster instead of the local broker.",
+    )
+    home: Path = Field(default_factory=_default_home, description="Cache and state directory.")
+    broker_port: int = Field(default=9092, ge=1, le=65535, description="Local broker port.")
+    broker_heap: str = Field(default="512m", description="Local broker JVM heap (-Xmx).")
+    broker_start_timeout: float = Field(default=90.0, gt=0, description="Seconds to wait for up.")
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = Field(default=8080, ge=1, le=65535)
+    request_timeout: float = Field(
+        default=10.0, gt=0, description="Default seconds a step waits for its reply."
+    )
+
+    @property
+    def bootstrap(self) -> str:
+        """The Kafka bootstrap address every client uses."""
+        return self.kafka_bootstrap or f"127.0.0.1:{self.broker_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once at start-up."""
+    return Settings()

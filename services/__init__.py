@@ -1,0 +1,1 @@
+"""Unit services: one package per unit, each its own process (`mbs run unit NAME`)."""
