@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 import contracts
-from gateway.definitions import JourneyDefinition, load_all
+from gateway.definitions import JOURNEYS_DIR, JourneyDefinition, load_all
 from gateway.engine import JourneyEngine, JourneyInputError
 from gateway.models import JourneyRun
 from mbs.contract import Contract
@@ -30,7 +30,9 @@ class Gateway:
     def __init__(self, settings: Settings, catalog: dict[str, Contract]) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.definitions: dict[str, JourneyDefinition] = load_all(catalog)
+        self.definitions: dict[str, JourneyDefinition] = load_all(
+            catalog, settings.journeys_dir or JOURNEYS_DIR
+        )
         self.requester = Requester(settings.bootstrap, caller="gateway")
         self.engine = JourneyEngine(
             self.requester, catalog, default_timeout_s=settings.request_timeout

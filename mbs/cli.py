@@ -18,7 +18,7 @@ from mbs.broker import LocalBroker
 from mbs.errors import MbsError
 from mbs.settings import Settings, get_settings
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(
     help="Micro Business Services: run units, the gateway and a local Kafka.",
     no_args_is_help=True, pretty_exceptions_enable=False,

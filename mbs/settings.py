@@ -22,12 +22,20 @@ class Settings(BaseSettings):
         default=None,
         description="Use this existing Kafka cluster instead of the local broker.",
     )
-    home: Path = Field(default_factory=_default_home, description="Cache and state directory.")
+    home: Path = Field(
+        default_factory=_default_home, description="State: broker data, logs of local runs."
+    )
+    cache_dir: Path = Field(
+        default_factory=_default_home, description="Downloads kept across runs (Kafka jars)."
+    )
     broker_port: int = Field(default=9092, ge=1, le=65535, description="Local broker port.")
     broker_heap: str = Field(default="512m", description="Local broker JVM heap (-Xmx).")
     broker_start_timeout: float = Field(default=90.0, gt=0, description="Seconds to wait for up.")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    journeys_dir: Path | None = Field(
+        default=None, description="Journey YAML directory (default: gateway/journeys)."
+    )
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."
     )

@@ -48,7 +48,7 @@ class LocalBroker:
         self.controller_port = settings.broker_port + 1
         self.heap = settings.broker_heap
         self.start_timeout = settings.broker_start_timeout
-        self.libs_dir = settings.home / f"kafka-{KAFKA_VERSION}" / "libs"
+        self.libs_dir = settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
         self.run_dir = settings.home / f"broker-{self.port}"
         self.data_dir = self.run_dir / "data"
         self.pid_file = self.run_dir / "broker.pid"

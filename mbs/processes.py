@@ -1,0 +1,108 @@
+"""Start and stop the ecosystem's processes (units, gateway) as separate OS processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from mbs.errors import MbsError
+
+
+@dataclass
+class Process:
+    """One child process with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_file: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclass
+class ProcessGroup:
+    """Children started together and always stopped together, also on errors and Ctrl-C."""
+
+    log_dir: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    children: list[Process] = field(default_factory=list)
+
+    def start(self, name: str, *args: str) -> Process:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = self.log_dir / f"{name}.log"
+        with log_file.open("wb") as log:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "mbs", *args], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
+                start_new_session=True,
+            )
+        child = Process(name, popen, log_file)
+        self.children.append(child)
+        return child
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """SIGTERM every child, wait, then SIGKILL what is left; nothing stays behind."""
+        for child in self.children:
+            if child.alive():
+                _signal_group(child.popen.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        for child in self.children:
+            try:
+                child.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                _signal_group(child.popen.pid, signal.SIGKILL)
+                child.popen.wait()
+        self.children.clear()
+
+    def check_alive(self) -> None:
+        for child in self.children:
+            if not child.alive():
+                raise MbsError(
+                    f"process {child.name} exited with code {child.popen.returncode}; "
+                    f"its log ({child.log_file}) ends with:\n{child.tail()}"
+                )
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_http_ok(url: str, group: ProcessGroup, timeout_s: float = 60.0) -> None:
+    """Poll `url` until it answers 200, failing fast if a child process died."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        group.check_alive()
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise MbsError(f"{url} did not become ready within {timeout_s:g}s")

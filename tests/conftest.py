@@ -1,0 +1,39 @@
+"""Shared fixtures: one real Kafka broker for the whole session, unique names per test."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from mbs.broker import LocalBroker
+from mbs.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A running broker: `MBS_KAFKA_BOOTSTRAP`, or the local one (started if needed)."""
+    settings = Settings()
+    if settings.kafka_bootstrap:
+        yield settings.kafka_bootstrap
+        return
+    broker = LocalBroker(settings)
+    started = not broker.status().running
+    broker.up()
+    yield broker.address
+    if started and not os.environ.get("MBS_TEST_KEEP_BROKER"):
+        broker.down()
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the session broker, with a private home directory."""
+    return Settings(kafka_bootstrap=kafka_bootstrap, home=tmp_path_factory.mktemp("mbs-home"))
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique suffix for topic, group and unit names on the shared broker."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,42 @@
+"""The gateway over real Kafka, in-process: a reply that never comes is a 504 naming the step."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from gateway.app import create_app
+from mbs.contract import Contract
+from mbs.settings import Settings
+from tests.unit_kit_cases import contract_for
+
+pytestmark = pytest.mark.kafka
+
+
+def test_step_without_reply_times_out_with_504(settings: Settings, uid: str, tmp_path: Path) -> None:
+    silent = contract_for(uid)  # nobody serves this capability
+    journeys = tmp_path / "journeys"
+    journeys.mkdir()
+    doc: dict[str, Any] = {
+        "name": "lonely", "version": 1,
+        "steps": [{"id": "ask", "capability": silent.capability, "timeout": 1.5,
+                   "input": {"sku": "$input.sku", "quantity": 1}}],
+    }
+    (journeys / "lonely.yaml").write_text(yaml.safe_dump(doc))
+    catalog: dict[str, Contract] = {silent.capability: silent}
+    app = create_app(settings.model_copy(update={"journeys_dir": journeys}), catalog)
+    with TestClient(app) as client:
+        assert client.get("/readyz").json() == {"ready": True}
+        response = client.post("/journeys/lonely", json={"sku": "grinder-c40"})
+        assert response.status_code == 504
+        run = response.json()
+        assert run["status"] == "timed_out"
+        assert run["error"] == {"step": "ask", "code": "timeout", "detail": "no reply within 1.5s"}
+        assert run["steps"][0]["status"] == "timeout"
+        follow_up = client.get(response.headers["location"])
+        assert follow_up.status_code == 200
+        assert follow_up.json()["status"] == "timed_out"

@@ -1,0 +1,48 @@
+"""The unit kit on the real broker: the same cases as in memory, for truth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from faststream.kafka import KafkaBroker
+
+from mbs.topics import ensure_topics
+from tests import unit_kit_cases as cases
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture
+async def harness(kafka_bootstrap: str, uid: str) -> AsyncIterator[cases.Harness]:
+    broker = KafkaBroker(kafka_bootstrap, max_request_size=2_000_000)
+    built = cases.build_harness(broker, uid)
+    contract = built.contract
+    await ensure_topics(
+        kafka_bootstrap, [contract.request_topic, contract.reply_topic, contract.dlq_topic],
+        config={"max.message.bytes": "2000000"},
+    )
+    async with broker:
+        await broker.start()
+        yield built
+
+
+async def test_valid_request(harness: cases.Harness) -> None:
+    await cases.case_valid_request_gets_priced_reply(harness)
+
+
+@pytest.mark.parametrize(("body", "headers", "reason", "detail"), cases.BAD_INPUTS)
+async def test_bad_input(
+    harness: cases.Harness, body: bytes, headers: dict[str, str], reason: str, detail: str
+) -> None:
+    await cases.case_bad_input_is_dead_lettered_and_unit_keeps_serving(
+        harness, body, headers, reason, detail
+    )
+
+
+async def test_business_error(harness: cases.Harness) -> None:
+    await cases.case_business_error_is_a_typed_reply(harness)
+
+
+async def test_expired_deadline(harness: cases.Harness) -> None:
+    await cases.case_expired_deadline_is_not_processed(harness)

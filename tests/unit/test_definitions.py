@@ -1,0 +1,93 @@
+"""Journey definitions are checked against the contracts at load time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import contracts
+from gateway.definitions import JOURNEYS_DIR, load_all, load_file
+from mbs.errors import JourneyDefinitionError
+
+CATALOG = dict(contracts.by_capability())
+
+
+def write(tmp_path: Path, doc: dict[str, object]) -> Path:
+    path = tmp_path / "journey.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def journey(*steps: dict[str, object]) -> dict[str, object]:
+    return {"name": "t", "version": 1, "steps": list(steps)}
+
+
+QUOTE = {"id": "quote", "capability": "pricing.quote",
+         "input": {"sku": "$input.sku", "quantity": "$input.quantity"}}
+
+
+def reserve(**overrides: object) -> dict[str, object]:
+    step: dict[str, object] = {
+        "id": "reserve", "capability": "inventory.reserve", "after": ["quote"],
+        "input": {"order_id": "$input.order_id", "sku": "$steps.quote.sku",
+                  "quantity": "$steps.quote.quantity"},
+    }
+    step.update(overrides)
+    return step
+
+
+def test_shipped_journeys_load() -> None:
+    loaded = load_all(CATALOG, JOURNEYS_DIR)
+    assert "quote-and-reserve" in loaded
+    assert [s.id for s in loaded["quote-and-reserve"].steps] == ["quote", "reserve"]
+
+
+def test_valid_two_step_journey_loads(tmp_path: Path) -> None:
+    definition = load_file(write(tmp_path, journey(QUOTE, reserve())), CATALOG)
+    assert definition.graph() == {"quote": set(), "reserve": {"quote"}}
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ([{**QUOTE, "capability": "pricing.guess"}], "unknown capability 'pricing.guess'"),
+        ([QUOTE, reserve(after=["quote", "nope"])], "runs after unknown step 'nope'"),
+        ([{**QUOTE, "after": ["reserve"]}, reserve()], "cycle"),
+        ([QUOTE, reserve(after=[])], "reads steps.quote but does not run after it"),
+        (
+            [QUOTE, reserve(input={"order_id": "x", "sku": "$steps.quote.colour",
+                                   "quantity": 1})],
+            "replies have no field 'colour'",
+        ),
+        (
+            [QUOTE, reserve(input={"order_id": "x", "sku": "a",
+                                   "quantity": "$steps.quote.sku"})],
+            "type string does not fit integer",
+        ),
+        ([QUOTE, reserve(input={"order_id": "x", "sku": "a"})], "lacks required field"),
+        ([QUOTE, reserve(input={**reserve()["input"], "colour": "red"})],  # type: ignore[dict-item]
+         "has no request field 'colour'"),
+    ],
+)
+def test_bad_definitions_are_refused_with_reason(
+    tmp_path: Path, steps: list[dict[str, object]], reason: str
+) -> None:
+    path = write(tmp_path, journey(*steps))
+    with pytest.raises(JourneyDefinitionError) as refused:
+        load_file(path, CATALOG)
+    assert reason in str(refused.value)
+    assert str(path) in str(refused.value)
+
+
+def test_not_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed")
+    with pytest.raises(JourneyDefinitionError, match="not valid YAML"):
+        load_file(path, CATALOG)
+
+
+def test_duplicate_step_ids_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(JourneyDefinitionError, match="repeated"):
+        load_file(write(tmp_path, journey(QUOTE, {**QUOTE})), CATALOG)

@@ -1,0 +1,39 @@
+"""The unit kit in memory (FastStream's TestKafkaBroker): fast feedback, same cases as on Kafka."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+from tests import unit_kit_cases as cases
+
+
+@pytest.fixture
+async def harness(uid: str) -> AsyncIterator[cases.Harness]:
+    broker = KafkaBroker()
+    built = cases.build_harness(broker, uid)
+    async with TestKafkaBroker(broker):
+        yield built
+
+
+async def test_valid_request(harness: cases.Harness) -> None:
+    await cases.case_valid_request_gets_priced_reply(harness)
+
+
+@pytest.mark.parametrize(("body", "headers", "reason", "detail"), cases.BAD_INPUTS)
+async def test_bad_input(
+    harness: cases.Harness, body: bytes, headers: dict[str, str], reason: str, detail: str
+) -> None:
+    await cases.case_bad_input_is_dead_lettered_and_unit_keeps_serving(
+        harness, body, headers, reason, detail
+    )
+
+
+async def test_business_error(harness: cases.Harness) -> None:
+    await cases.case_business_error_is_a_typed_reply(harness)
+
+
+async def test_expired_deadline(harness: cases.Harness) -> None:
+    await cases.case_expired_deadline_is_not_processed(harness)

@@ -1,0 +1,126 @@
+"""One set of unit-kit scenarios, run in memory (TestKafkaBroker) and on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from contracts.pricing import QUOTE, Quote
+from mbs import headers as h
+from mbs.contract import ModelContract
+from mbs.unit import Binding, Unit
+from services.pricing.handlers import quote
+
+
+def contract_for(uid: str) -> ModelContract[Any, Any]:
+    """The pricing contract under a unique unit and capability name."""
+    contract = QUOTE.model_copy(update={"unit": f"t{uid}", "capability": f"t{uid}.quote"})
+    contract._request_model, contract._reply_model = QUOTE.request_model, QUOTE.reply_model
+    return contract
+
+
+@dataclass
+class Harness:
+    """A unit on a broker, plus queues that capture its replies and dead letters."""
+
+    broker: KafkaBroker
+    contract: ModelContract[Any, Any]
+    replies: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
+    dead: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
+
+    async def send(self, body: bytes, **headers: str) -> str:
+        correlation = uuid.uuid4().hex
+        hdrs = {h.MESSAGE_ID: uuid.uuid4().hex, h.CORRELATION_ID: correlation, **headers}
+        hdrs = {k: v for k, v in hdrs.items() if v != "<omit>"}
+        await self.broker.publish(body, self.contract.request_topic, headers=hdrs)
+        return correlation
+
+    async def reply(self, timeout_s: float = 20.0) -> tuple[bytes, dict[str, str]]:
+        return await asyncio.wait_for(self.replies.get(), timeout_s)
+
+    async def dead_letter(self, timeout_s: float = 20.0) -> tuple[bytes, dict[str, str]]:
+        return await asyncio.wait_for(self.dead.get(), timeout_s)
+
+
+def build_harness(broker: KafkaBroker, uid: str) -> Harness:
+    contract = contract_for(uid)
+    harness = Harness(broker, contract)
+    Unit(contract.unit, [Binding(contract, quote)]).attach(broker)
+
+    async def on_reply(msg: KafkaMessage) -> None:
+        await harness.replies.put((msg.body, dict(msg.headers)))
+
+    async def on_dead(msg: KafkaMessage) -> None:
+        await harness.dead.put((msg.body, dict(msg.headers)))
+
+    for topic, handler in ((contract.reply_topic, on_reply), (contract.dlq_topic, on_dead)):
+        broker.subscriber(topic, group_id=f"test-{uid}-{topic}",
+                          auto_offset_reset="earliest")(handler)
+    return harness
+
+
+def valid() -> bytes:
+    return json.dumps({"sku": "grinder-c40", "quantity": 2}).encode()
+
+
+async def case_valid_request_gets_priced_reply(harness: Harness) -> None:
+    correlation = await harness.send(valid(), **{h.JOURNEY_ID: "j-1"})
+    body, hdrs = await harness.reply()
+    assert hdrs[h.CORRELATION_ID] == correlation
+    assert hdrs[h.UNIT] == harness.contract.unit
+    assert hdrs[h.JOURNEY_ID] == "j-1"
+    assert h.ERROR not in hdrs
+    assert float(hdrs[h.PRICE]) == float(harness.contract.pricing.price_per_call)
+    assert float(hdrs[h.COST]) >= float(harness.contract.pricing.cost_per_call)
+    assert Quote.model_validate_json(body).total == 498
+
+
+async def case_bad_input_is_dead_lettered_and_unit_keeps_serving(
+    harness: Harness, body: bytes, headers: dict[str, str], reason: str, detail: str
+) -> None:
+    await harness.send(body, **headers)
+    dead_body, dead_headers = await harness.dead_letter()
+    assert dead_body == body, "the original bytes must be kept"
+    assert dead_headers[h.ERROR] == reason
+    assert detail in dead_headers[h.ERROR_DETAIL]
+    correlation = await harness.send(valid())
+    while True:  # skip the invalid_request reply sent for the bad message, if any
+        _, hdrs = await harness.reply()
+        if hdrs[h.CORRELATION_ID] == correlation:
+            break
+    assert h.ERROR not in hdrs
+
+
+BAD_INPUTS = [
+    (b"{not json", {}, "not_json", "Expecting property name"),
+    (b'{"sku": "grinder-c40", "quantity": 0}', {}, "schema_invalid", "quantity"),
+    (b'{"sku": "grinder-c40", "quantity": 1, "colour": "red"}', {}, "schema_invalid", "colour"),
+    (b'{"sku": "grinder-c40", "quantity": 1}', {h.CORRELATION_ID: "<omit>"}, "missing_header",
+     h.CORRELATION_ID),
+    (b" " * 1_000_001, {}, "too_large", "1000001 bytes"),
+]
+
+
+async def case_business_error_is_a_typed_reply(harness: Harness) -> None:
+    await harness.send(json.dumps({"sku": "tamper-58mm", "quantity": 1}).encode())
+    body, hdrs = await harness.reply()
+    assert hdrs[h.ERROR] == "unknown_sku"
+    assert "tamper-58mm" in hdrs[h.ERROR_DETAIL]
+    assert body == b"{}"
+    assert harness.dead.empty()
+
+
+async def case_expired_deadline_is_not_processed(harness: Harness) -> None:
+    past = str(int(time.time() * 1000) - 1000)
+    await harness.send(valid(), **{h.DEADLINE: past})
+    _, hdrs = await harness.reply()
+    assert hdrs[h.ERROR] == "deadline_exceeded"
+    assert float(hdrs[h.PRICE]) == 0
+
+
