@@ -50,7 +50,8 @@ class Release(BaseModel):
 
 
 _PRICING = Pricing(
-    price_per_call=Decimal("0.0050"), cost_per_call=Decimal("0.0010"),
+    price_per_call=Decimal("0.0050"),
+    cost_per_call=Decimal("0.0010"),
     cost_per_cpu_second=Decimal("0.0100"),
 )
 

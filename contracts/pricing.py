@@ -41,7 +41,8 @@ QUOTE = declare(
     errors=[DeclaredError(code="unknown_sku", description="The SKU is not in the catalogue.")],
     sla=Sla(p99_ms=50, availability=0.999),
     pricing=Pricing(
-        price_per_call=Decimal("0.0020"), cost_per_call=Decimal("0.0005"),
+        price_per_call=Decimal("0.0020"),
+        cost_per_call=Decimal("0.0005"),
         cost_per_cpu_second=Decimal("0.0100"),
     ),
 )

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 import contracts
 from gateway.definitions import JOURNEYS_DIR, JourneyDefinition, load_all
@@ -42,7 +43,9 @@ class Gateway:
         self._background: set[asyncio.Task[JourneyRun]] = set()
 
     async def start(self) -> None:
-        units = {self.catalog[s.capability].unit for d in self.definitions.values() for s in d.steps}
+        units = {
+            self.catalog[s.capability].unit for d in self.definitions.values() for s in d.steps
+        }
         await self.requester.start(f"mbs.replies.{unit}" for unit in units)
         self.ready = True
 
@@ -93,8 +96,9 @@ async def start_journey(
     status = _HTTP_STATUS[run.status]
     if run.status == "failed" and run.steps and any(s.status == "failed" for s in run.steps):
         status = 502  # a unit failed technically: not the caller's fault
-    return JSONResponse(run.model_dump(mode="json"), status_code=status,
-                        headers={"Location": location})
+    return JSONResponse(
+        run.model_dump(mode="json"), status_code=status, headers={"Location": location}
+    )
 
 
 async def get_run(name: str, run_id: str, request: Request) -> JourneyRun:
@@ -136,7 +140,7 @@ def create_app(
         finally:
             await gateway.stop()
 
-    routes = [
+    routes: list[BaseRoute] = [
         APIRoute("/journeys/{name}", start_journey, methods=["POST"], tags=["journeys"]),
         APIRoute("/journeys/{name}/runs/{run_id}", get_run, methods=["GET"], tags=["journeys"]),
         APIRoute("/journeys", list_journeys, methods=["GET"], tags=["journeys"]),

@@ -105,7 +105,9 @@ def _check_mapping(
     target = contract.request.get("properties", {})
     missing = [f for f in contract.request.get("required", []) if f not in step.input]
     if missing:
-        problems.append(f"{where}: input lacks required field(s) {missing} of {contract.capability}")
+        problems.append(
+            f"{where}: input lacks required field(s) {missing} of {contract.capability}"
+        )
     for field, value in step.input.items():
         if field not in target:
             problems.append(f"{where}: {contract.capability} has no request field {field!r}")
@@ -162,7 +164,9 @@ def load_file(path: Path, catalog: dict[str, Contract]) -> JourneyDefinition:
     return definition
 
 
-def load_all(catalog: dict[str, Contract], directory: Path = JOURNEYS_DIR) -> dict[str, JourneyDefinition]:
+def load_all(
+    catalog: dict[str, Contract], directory: Path = JOURNEYS_DIR
+) -> dict[str, JourneyDefinition]:
     """Every journey in the directory, keyed by name."""
     loaded = [load_file(path, catalog) for path in sorted(directory.glob("*.yaml"))]
     return {definition.name: definition for definition in loaded}

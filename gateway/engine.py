@@ -38,14 +38,17 @@ class JourneyEngine:
                 ".".join(ref[1])
                 for step in definition.steps
                 for value in step.input.values()
-                if (ref := parse_ref(value)) and ref[0] == "input"
+                if (ref := parse_ref(value))
+                and ref[0] == "input"
                 and _lookup(journey_input, ref[1]) is _MISSING
             }
         )
         if missing:
             raise JourneyInputError(f"journey input lacks field(s): {', '.join(missing)}")
         return JourneyRun(
-            run_id=uuid.uuid4().hex, journey=definition.name, version=definition.version,
+            run_id=uuid.uuid4().hex,
+            journey=definition.name,
+            version=definition.version,
             input=journey_input,
             steps=[StepRun(id=s.id, capability=s.capability) for s in definition.steps],
         )
@@ -88,16 +91,22 @@ class JourneyEngine:
         payload = json.dumps(_resolve(spec.input, run), default=str).encode()
         try:
             reply = await self.requester.request(
-                contract.request_topic, payload, timeout_s=timeout_s,
+                contract.request_topic,
+                payload,
+                timeout_s=timeout_s,
                 key=run.run_id.encode(),
                 extra_headers={
-                    h.JOURNEY_ID: run.run_id, h.JOURNEY: f"{run.journey}@{run.version}",
-                    h.STEP: spec.id, h.ATTEMPT: str(step.attempts),
+                    h.JOURNEY_ID: run.run_id,
+                    h.JOURNEY: f"{run.journey}@{run.version}",
+                    h.STEP: spec.id,
+                    h.ATTEMPT: str(step.attempts),
                 },
             )
         except TimeoutError:
             step.status = "timeout"
-            step.error = StepError(step=spec.id, code="timeout", detail=f"no reply within {timeout_s:g}s")
+            step.error = StepError(
+                step=spec.id, code="timeout", detail=f"no reply within {timeout_s:g}s"
+            )
             run.status, run.error = "timed_out", step.error
             return
         step.latency_ms = round(reply.latency_ms, 3)
@@ -116,16 +125,28 @@ class JourneyEngine:
         for step in run.steps:
             if not step.unit or step.latency_ms is None:
                 continue
-            by_step.append(StepLine(
-                step=step.id, unit=step.unit, price=step.price, cost=step.cost,
-                latency_ms=step.latency_ms,
-            ))
+            by_step.append(
+                StepLine(
+                    step=step.id,
+                    unit=step.unit,
+                    price=step.price,
+                    cost=step.cost,
+                    latency_ms=step.latency_ms,
+                )
+            )
             contract = self.catalog[step.capability]
             currency = contract.pricing.currency
-            line = lines.setdefault(step.unit, UnitLine(
-                unit=step.unit, owner=contract.owner, calls=0, price=Decimal(0),
-                cost=Decimal(0), latency_ms=0.0,
-            ))
+            line = lines.setdefault(
+                step.unit,
+                UnitLine(
+                    unit=step.unit,
+                    owner=contract.owner,
+                    calls=0,
+                    price=Decimal(0),
+                    cost=Decimal(0),
+                    latency_ms=0.0,
+                ),
+            )
             line.calls += 1
             line.price += step.price
             line.cost += step.cost

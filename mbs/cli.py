@@ -21,12 +21,15 @@ from mbs.settings import Settings, get_settings
 console = Console(stderr=True, soft_wrap=True)
 app = typer.Typer(
     help="Micro Business Services: run units, the gateway and a local Kafka.",
-    no_args_is_help=True, pretty_exceptions_enable=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
 )
-broker_app = typer.Typer(help="A local Apache Kafka 3.9.1 (KRaft, one node, 127.0.0.1).",
-                         no_args_is_help=True)
-run_app = typer.Typer(help="Run one process of the ecosystem in the foreground.",
-                      no_args_is_help=True)
+broker_app = typer.Typer(
+    help="A local Apache Kafka 3.9.1 (KRaft, one node, 127.0.0.1).", no_args_is_help=True
+)
+run_app = typer.Typer(
+    help="Run one process of the ecosystem in the foreground.", no_args_is_help=True
+)
 app.add_typer(broker_app, name="broker")
 app.add_typer(run_app, name="run")
 
@@ -133,8 +136,10 @@ def run_gateway(
     _logging()
     settings = get_settings()
     uvicorn.run(
-        create_app(settings), host=host or settings.gateway_host,
-        port=port or settings.gateway_port, log_level="warning",
+        create_app(settings),
+        host=host or settings.gateway_host,
+        port=port or settings.gateway_port,
+        log_level="warning",
     )
 
 
@@ -147,8 +152,14 @@ def list_units() -> None:
     for name in unit_names():
         for binding in load_unit(name).bindings:
             c = binding.contract
-            table.add_row(name, c.capability, c.version, c.owner,
-                          f"{c.pricing.price_per_call} {c.pricing.currency}", c.request_topic)
+            table.add_row(
+                name,
+                c.capability,
+                c.version,
+                c.owner,
+                f"{c.pricing.price_per_call} {c.pricing.currency}",
+                c.request_topic,
+            )
     Console().print(table)
 
 
@@ -164,7 +175,8 @@ def demo(
 
 def _logging() -> None:
     logging.basicConfig(
-        level=os.environ.get("MBS_LOG_LEVEL", "INFO").upper(), format="%(message)s",
+        level=os.environ.get("MBS_LOG_LEVEL", "INFO").upper(),
+        format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False)],
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

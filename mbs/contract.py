@@ -129,9 +129,7 @@ class ModelContract(Contract, Generic[Req, Rep]):
         return Contract.model_validate(self.model_dump())
 
 
-def declare(
-    *, request: type[Req], reply: type[Rep], **fields: Any
-) -> ModelContract[Req, Rep]:
+def declare(*, request: type[Req], reply: type[Rep], **fields: Any) -> ModelContract[Req, Rep]:
     """Declare a contract from its request and reply models plus the contract fields."""
     contract: ModelContract[Req, Rep] = ModelContract(
         request=request.model_json_schema(), reply=reply.model_json_schema(), **fields

@@ -84,21 +84,34 @@ def _run_orders(base: str, count: int, say: Callable[[str], None]) -> list[dict[
 def _print(results: list[dict[str, Any]]) -> None:
     console = Console()
     table = Table(title="Journeys: quote-and-reserve (each step a separate unit process)")
-    for column in ("order", "HTTP", "status", "output / error", "step latency", "price EUR", "cost EUR"):
+    for column in (
+        "order",
+        "HTTP",
+        "status",
+        "output / error",
+        "step latency",
+        "price EUR",
+        "cost EUR",
+    ):
         table.add_column(column)
     totals: dict[str, list[Decimal]] = {}
     for run in results:
         bill = run.get("bill") or {}
         outcome = run.get("output") or run.get("error") or {}
         steps = "\n".join(
-            f"{s['id']} {s['latency_ms']:.1f}ms" if s.get("latency_ms") is not None
+            f"{s['id']} {s['latency_ms']:.1f}ms"
+            if s.get("latency_ms") is not None
             else f"{s['id']} {s['status']}"
             for s in run.get("steps", [])
         )
         table.add_row(
-            run.get("input", {}).get("order_id", "?"), str(run["http_status"]),
-            _styled(run.get("status", "?")), _short(outcome), steps,
-            _money(bill.get("total_price")), _money(bill.get("total_cost")),
+            run.get("input", {}).get("order_id", "?"),
+            str(run["http_status"]),
+            _styled(run.get("status", "?")),
+            _short(outcome),
+            steps,
+            _money(bill.get("total_price")),
+            _money(bill.get("total_cost")),
         )
         for line in bill.get("by_unit", []):
             agg = totals.setdefault(line["unit"], [Decimal(0), Decimal(0), Decimal(0)])
@@ -110,8 +123,9 @@ def _print(results: list[dict[str, Any]]) -> None:
     for column in ("unit", "calls", "charged (price)", "cost", "margin"):
         bills.add_column(column, justify="right" if column != "unit" else "left")
     for unit, (calls, price, cost) in totals.items():
-        bills.add_row(unit, str(calls), f"{price:.4f} EUR", f"{cost:.4f} EUR",
-                      f"{price - cost:.4f} EUR")
+        bills.add_row(
+            unit, str(calls), f"{price:.4f} EUR", f"{cost:.4f} EUR", f"{price - cost:.4f} EUR"
+        )
     console.print(bills)
 
 

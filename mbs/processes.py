@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,8 +49,11 @@ class ProcessGroup:
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "mbs", *args], stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env={**os.environ, **self.env},
+                [sys.executable, "-m", "mbs", *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **self.env},
                 start_new_session=True,
             )
         child = Process(name, popen, log_file)
@@ -80,10 +84,8 @@ class ProcessGroup:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def free_port() -> int:

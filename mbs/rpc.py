@@ -75,8 +75,11 @@ class Requester:
             bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-            fetch_max_wait_ms=20, auto_offset_reset="latest",
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            auto_offset_reset="latest",
         )
         await self._producer.start()
         await self._consumer.start()
@@ -94,7 +97,7 @@ class Requester:
     async def _fetch(self, topic: str) -> set[int]:
         assert self._consumer is not None
         for _ in range(50):
-            await self._consumer._client.force_metadata_update()  # noqa: SLF001
+            await self._consumer._client.force_metadata_update()
             parts = self._consumer.partitions_for_topic(topic)
             if parts:
                 return set(parts)
@@ -138,7 +141,9 @@ class Requester:
         self._sent_at[correlation_id] = time.perf_counter()
         try:
             await self._producer.send_and_wait(
-                topic, payload, key=key,
+                topic,
+                payload,
+                key=key,
                 headers=[(k, v.encode()) for k, v in hdrs.items()],
             )
             return await asyncio.wait_for(future, timeout_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -37,10 +38,9 @@ async def ensure_topics(
         missing = [name for name in wanted if name not in existing]
         if missing:
             new = [NewTopic(name, partitions, 1, topic_configs=config or {}) for name in missing]
-            try:
+            # another process may create one between list and create: that is fine
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
             await _wait_visible(admin, missing)
     finally:
         await admin.close()

@@ -60,8 +60,9 @@ def build_harness(broker: KafkaBroker, uid: str) -> Harness:
         await harness.dead.put((msg.body, dict(msg.headers)))
 
     for topic, handler in ((contract.reply_topic, on_reply), (contract.dlq_topic, on_dead)):
-        broker.subscriber(topic, group_id=f"test-{uid}-{topic}",
-                          auto_offset_reset="earliest")(handler)
+        broker.subscriber(topic, group_id=f"test-{uid}-{topic}", auto_offset_reset="earliest")(
+            handler
+        )
     return harness
 
 
@@ -101,8 +102,12 @@ BAD_INPUTS = [
     (b"{not json", {}, "not_json", "Expecting property name"),
     (b'{"sku": "grinder-c40", "quantity": 0}', {}, "schema_invalid", "quantity"),
     (b'{"sku": "grinder-c40", "quantity": 1, "colour": "red"}', {}, "schema_invalid", "colour"),
-    (b'{"sku": "grinder-c40", "quantity": 1}', {h.CORRELATION_ID: "<omit>"}, "missing_header",
-     h.CORRELATION_ID),
+    (
+        b'{"sku": "grinder-c40", "quantity": 1}',
+        {h.CORRELATION_ID: "<omit>"},
+        "missing_header",
+        h.CORRELATION_ID,
+    ),
     (b" " * 1_000_001, {}, "too_large", "1000001 bytes"),
 ]
 
@@ -122,5 +127,3 @@ async def case_expired_deadline_is_not_processed(harness: Harness) -> None:
     _, hdrs = await harness.reply()
     assert hdrs[h.ERROR] == "deadline_exceeded"
     assert float(hdrs[h.PRICE]) == 0
-
-

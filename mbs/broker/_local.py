@@ -72,8 +72,13 @@ class LocalBroker:
         staging = self.libs_dir.with_name("libs.partial")
         shutil.rmtree(staging, ignore_errors=True)
         cmd = [
-            mvn, "-B", "-f", str(DEPLOY_DIR / "pom.xml"), "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}", "-DincludeScope=runtime",
+            mvn,
+            "-B",
+            "-f",
+            str(DEPLOY_DIR / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
         ]
         progress(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)")
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -88,7 +93,8 @@ class LocalBroker:
                     progress(f"  {downloaded} artifacts downloaded")
         if proc.wait() != 0 or not (staging / _MARKER_JAR).is_file():
             raise BrokerError(
-                "Maven could not fetch the Kafka jars. Last output:\n" + "\n".join(tail)
+                "Maven could not fetch the Kafka jars. Last output:\n"
+                + "\n".join(tail)
                 + "\nCheck that Maven Central is reachable, or set MBS_KAFKA_BOOTSTRAP "
                 "to use an existing cluster."
             )
@@ -101,8 +107,12 @@ class LocalBroker:
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
         return BrokerStatus(
-            running=pid is not None, address=self.address, version=KAFKA_VERSION,
-            data_dir=self.data_dir, log_file=self.log_file, pid=pid,
+            running=pid is not None,
+            address=self.address,
+            version=KAFKA_VERSION,
+            data_dir=self.data_dir,
+            log_file=self.log_file,
+            pid=pid,
         )
 
     def up(self, progress: Progress = _quiet) -> BrokerStatus:
@@ -125,9 +135,16 @@ class LocalBroker:
         started = time.monotonic()
         with self.log_file.open("ab") as log:
             proc = subprocess.Popen(
-                [*self._java_cmd(java), f"-Xmx{self.heap}", f"-Xms{self.heap}",
-                 "kafka.Kafka", str(self.props_file)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                [
+                    *self._java_cmd(java),
+                    f"-Xmx{self.heap}",
+                    f"-Xms{self.heap}",
+                    "kafka.Kafka",
+                    str(self.props_file),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
         self.pid_file.write_text(str(proc.pid))
@@ -164,27 +181,50 @@ class LocalBroker:
 
     def _java_cmd(self, java: str) -> list[str]:
         return [
-            java, "-cp", f"{self.libs_dir}/*",
+            java,
+            "-cp",
+            f"{self.libs_dir}/*",
             f"-Dlog4j.configuration=file:{DEPLOY_DIR / 'log4j.properties'}",
-            "-Djava.awt.headless=true", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
         ]
 
     def _render_properties(self) -> None:
         template = Template((DEPLOY_DIR / "server.properties").read_text())
-        self.props_file.write_text(template.substitute(
-            port=self.port, controller_port=self.controller_port, data_dir=self.data_dir,
-        ))
+        self.props_file.write_text(
+            template.substitute(
+                port=self.port,
+                controller_port=self.controller_port,
+                data_dir=self.data_dir,
+            )
+        )
 
     def _format_storage(self, java: str) -> None:
         base = self._java_cmd(java)
-        cluster_id = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = (
+            subprocess.run(
+                [*base, "kafka.tools.StorageTool", "random-uuid"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         done = subprocess.run(
-            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(self.props_file)],
-            capture_output=True, text=True, check=False,
+            [
+                *base,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(self.props_file),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if done.returncode != 0:
             raise BrokerError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")

@@ -33,8 +33,11 @@ class Stock:
             )
         self.on_hand[request.sku] = available - request.quantity
         reservation = Reservation(
-            reservation_id=f"res-{uuid.uuid4().hex[:12]}", order_id=request.order_id,
-            sku=request.sku, quantity=request.quantity, remaining=self.on_hand[request.sku],
+            reservation_id=f"res-{uuid.uuid4().hex[:12]}",
+            order_id=request.order_id,
+            sku=request.sku,
+            quantity=request.quantity,
+            remaining=self.on_hand[request.sku],
         )
         self.reservations[reservation.reservation_id] = reservation
         return reservation
@@ -45,6 +48,7 @@ class Stock:
             raise BusinessError("unknown_reservation", f"{request.reservation_id!r} is not open")
         self.on_hand[reservation.sku] += reservation.quantity
         return Release(
-            reservation_id=reservation.reservation_id, released=reservation.quantity,
+            reservation_id=reservation.reservation_id,
+            released=reservation.quantity,
             remaining=self.on_hand[reservation.sku],
         )

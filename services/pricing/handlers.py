@@ -26,6 +26,9 @@ async def quote(request: QuoteRequest, *, catalog: dict[str, Decimal] = CATALOG)
     if request.quantity >= VOLUME_BREAK:
         unit_price = (unit_price * VOLUME_DISCOUNT).quantize(Decimal("0.01"), ROUND_HALF_UP)
     return Quote(
-        sku=request.sku, quantity=request.quantity, unit_price=unit_price,
-        total=unit_price * request.quantity, currency="EUR",
+        sku=request.sku,
+        quantity=request.quantity,
+        unit_price=unit_price,
+        total=unit_price * request.quantity,
+        currency="EUR",
     )

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.kafka
 def gateway_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     logs: Path = tmp_path_factory.mktemp("e2e-logs")
-    group = ProcessGroup(logs, env={"MBS_KAFKA_BOOTSTRAP": kafka_bootstrap,
-                                    "MBS_GATEWAY_PORT": str(port)})
+    group = ProcessGroup(
+        logs, env={"MBS_KAFKA_BOOTSTRAP": kafka_bootstrap, "MBS_GATEWAY_PORT": str(port)}
+    )
     try:
         for unit in ("pricing", "inventory"):
             group.start(unit, "run", "unit", unit)
@@ -46,7 +47,8 @@ def test_journey_runs_across_unit_processes(gateway_url: str) -> None:
     assert run["output"]["total"] == "37.00"
     assert run["output"]["reservation_id"].startswith("res-")
     assert [(s["id"], s["unit"], s["status"]) for s in run["steps"]] == [
-        ("quote", "pricing", "ok"), ("reserve", "inventory", "ok"),
+        ("quote", "pricing", "ok"),
+        ("reserve", "inventory", "ok"),
     ]
     quote, reserve = run["steps"]
     assert reserve["started_ms"] >= quote["started_ms"] + quote["latency_ms"] - 1
@@ -98,10 +100,14 @@ def test_async_start_returns_202_and_the_run_finishes(gateway_url: str) -> None:
 
 async def test_concurrent_journeys_all_complete(gateway_url: str) -> None:
     async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
-        responses = await asyncio.gather(*(
-            client.post("/journeys/quote-and-reserve",
-                        json={"order_id": f"c-{i}", "sku": "espresso-beans-1kg", "quantity": 1})
-            for i in range(20)
-        ))
+        responses = await asyncio.gather(
+            *(
+                client.post(
+                    "/journeys/quote-and-reserve",
+                    json={"order_id": f"c-{i}", "sku": "espresso-beans-1kg", "quantity": 1},
+                )
+                for i in range(20)
+            )
+        )
     assert [r.status_code for r in responses] == [200] * 20
     assert len({r.json()["output"]["reservation_id"] for r in responses}) == 20

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,8 +17,12 @@ pytestmark = pytest.mark.kafka
 
 def mbs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mbs", *args], capture_output=True, text=True, env=env,
-        timeout=180, check=False,
+        [sys.executable, "-m", "mbs", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+        check=False,
     )
 
 
@@ -67,8 +72,6 @@ def test_up_is_idempotent_and_down_leaves_no_java(tmp_path: Path) -> None:
 
 
 def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
-    import socket
-
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -83,8 +86,11 @@ def test_port_taken_by_something_else_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MBS_KAFKA_BOOTSTRAP"}
-    env |= {"MBS_HOME": str(tmp_path), "MBS_BROKER_PORT": str(free_port()),
-            "PATH": str(Path(sys.executable).parent)}  # python only: no java, no mvn
+    env |= {
+        "MBS_HOME": str(tmp_path),
+        "MBS_BROKER_PORT": str(free_port()),
+        "PATH": str(Path(sys.executable).parent),
+    }  # python only: no java, no mvn
     result = mbs("broker", "up", env=env)
     assert result.returncode == 2
     assert "`java` was not found" in result.stderr
@@ -92,7 +98,11 @@ def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
 
 
 def test_bootstrap_env_uses_existing_cluster(tmp_path: Path) -> None:
-    env = {**os.environ, "MBS_HOME": str(tmp_path), "MBS_KAFKA_BOOTSTRAP": "kafka.example.invalid:9092"}
+    env = {
+        **os.environ,
+        "MBS_HOME": str(tmp_path),
+        "MBS_KAFKA_BOOTSTRAP": "kafka.example.invalid:9092",
+    }
     result = mbs("broker", "up", env=env)
     assert result.returncode == 0
     assert "existing cluster at kafka.example.invalid:9092" in result.stderr

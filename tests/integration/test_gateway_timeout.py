@@ -17,14 +17,23 @@ from tests.unit_kit_cases import contract_for
 pytestmark = pytest.mark.kafka
 
 
-def test_step_without_reply_times_out_with_504(settings: Settings, uid: str, tmp_path: Path) -> None:
+def test_step_without_reply_times_out_with_504(
+    settings: Settings, uid: str, tmp_path: Path
+) -> None:
     silent = contract_for(uid)  # nobody serves this capability
     journeys = tmp_path / "journeys"
     journeys.mkdir()
     doc: dict[str, Any] = {
-        "name": "lonely", "version": 1,
-        "steps": [{"id": "ask", "capability": silent.capability, "timeout": 1.5,
-                   "input": {"sku": "$input.sku", "quantity": 1}}],
+        "name": "lonely",
+        "version": 1,
+        "steps": [
+            {
+                "id": "ask",
+                "capability": silent.capability,
+                "timeout": 1.5,
+                "input": {"sku": "$input.sku", "quantity": 1},
+            }
+        ],
     }
     (journeys / "lonely.yaml").write_text(yaml.safe_dump(doc))
     catalog: dict[str, Contract] = {silent.capability: silent}

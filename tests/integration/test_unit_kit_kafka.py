@@ -19,7 +19,8 @@ async def harness(kafka_bootstrap: str, uid: str) -> AsyncIterator[cases.Harness
     built = cases.build_harness(broker, uid)
     contract = built.contract
     await ensure_topics(
-        kafka_bootstrap, [contract.request_topic, contract.reply_topic, contract.dlq_topic],
+        kafka_bootstrap,
+        [contract.request_topic, contract.reply_topic, contract.dlq_topic],
         config={"max.message.bytes": "2000000"},
     )
     async with broker:

@@ -24,15 +24,23 @@ def journey(*steps: dict[str, object]) -> dict[str, object]:
     return {"name": "t", "version": 1, "steps": list(steps)}
 
 
-QUOTE = {"id": "quote", "capability": "pricing.quote",
-         "input": {"sku": "$input.sku", "quantity": "$input.quantity"}}
+QUOTE = {
+    "id": "quote",
+    "capability": "pricing.quote",
+    "input": {"sku": "$input.sku", "quantity": "$input.quantity"},
+}
 
 
 def reserve(**overrides: object) -> dict[str, object]:
     step: dict[str, object] = {
-        "id": "reserve", "capability": "inventory.reserve", "after": ["quote"],
-        "input": {"order_id": "$input.order_id", "sku": "$steps.quote.sku",
-                  "quantity": "$steps.quote.quantity"},
+        "id": "reserve",
+        "capability": "inventory.reserve",
+        "after": ["quote"],
+        "input": {
+            "order_id": "$input.order_id",
+            "sku": "$steps.quote.sku",
+            "quantity": "$steps.quote.quantity",
+        },
     }
     step.update(overrides)
     return step
@@ -57,18 +65,18 @@ def test_valid_two_step_journey_loads(tmp_path: Path) -> None:
         ([{**QUOTE, "after": ["reserve"]}, reserve()], "cycle"),
         ([QUOTE, reserve(after=[])], "reads steps.quote but does not run after it"),
         (
-            [QUOTE, reserve(input={"order_id": "x", "sku": "$steps.quote.colour",
-                                   "quantity": 1})],
+            [QUOTE, reserve(input={"order_id": "x", "sku": "$steps.quote.colour", "quantity": 1})],
             "replies have no field 'colour'",
         ),
         (
-            [QUOTE, reserve(input={"order_id": "x", "sku": "a",
-                                   "quantity": "$steps.quote.sku"})],
+            [QUOTE, reserve(input={"order_id": "x", "sku": "a", "quantity": "$steps.quote.sku"})],
             "type string does not fit integer",
         ),
         ([QUOTE, reserve(input={"order_id": "x", "sku": "a"})], "lacks required field"),
-        ([QUOTE, reserve(input={**reserve()["input"], "colour": "red"})],  # type: ignore[dict-item]
-         "has no request field 'colour'"),
+        (
+            [QUOTE, reserve(input={**reserve()["input"], "colour": "red"})],  # type: ignore[dict-item]
+            "has no request field 'colour'",
+        ),
     ],
 )
 def test_bad_definitions_are_refused_with_reason(
