@@ -87,9 +87,9 @@ class LocalBroker:
         downloaded = 0
         for line in proc.stdout:
             tail = [*tail[-30:], line.rstrip()]
-            if line.startswith("Downloaded from"):
+            if "Downloaded from" in line:
                 downloaded += 1
-                if downloaded % 10 == 0:
+                if downloaded % 25 == 0:
                     progress(f"  {downloaded} artifacts downloaded")
         if proc.wait() != 0 or not (staging / _MARKER_JAR).is_file():
             raise BrokerError(
