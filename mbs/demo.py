@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -82,7 +83,7 @@ def _run_orders(base: str, count: int, say: Callable[[str], None]) -> list[dict[
 
 
 def _print(results: list[dict[str, Any]]) -> None:
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     table = Table(title="Journeys: quote-and-reserve (each step a separate unit process)")
     for column in (
         "order",
