@@ -62,6 +62,10 @@ class Contract(BaseModel):
     side_effects: bool = False
     compensation: str | None = None
     supports_dry_run: bool = False
+    compatibility: Literal["BACKWARD", "FORWARD", "FULL", "NONE"] = Field(
+        default="BACKWARD",
+        description="What a new minor version must stay compatible with (see mbs.compat).",
+    )
     sla: Sla
     pricing: Pricing
 
@@ -91,8 +95,20 @@ class Contract(BaseModel):
         return int(self.version.split(".", 1)[0])
 
     @property
+    def key(self) -> str:
+        """The registry key: `capability@version`."""
+        return f"{self.capability}@{self.version}"
+
+    @property
+    def provider(self) -> str | None:
+        """None for the capability's home unit, else the unit's name (see request_topic)."""
+        return None if self.unit == self.capability.split(".", 1)[0] else self.unit
+
+    @property
     def request_topic(self) -> str:
-        return headers.request_topic(self.capability, self.major)
+        """`shipping.book.v1` for the home unit `shipping`; `shipping.book.v1.fastship` for a
+        second provider, so each provider reads only its own requests (and ACLs can say so)."""
+        return headers.request_topic(self.capability, self.major, self.provider)
 
     @property
     def reply_topic(self) -> str:
@@ -100,7 +116,7 @@ class Contract(BaseModel):
 
     @property
     def dlq_topic(self) -> str:
-        return headers.dlq_topic(self.capability, self.major)
+        return f"{self.request_topic}.dlq"
 
     def declares(self, code: str) -> bool:
         return any(error.code == code for error in self.errors)
@@ -137,3 +153,11 @@ def declare(*, request: type[Req], reply: type[Rep], **fields: Any) -> ModelCont
     contract._request_model = request
     contract._reply_model = reply
     return contract
+
+
+def implement(contract: Contract, *, request: type[Req], reply: type[Rep]) -> ModelContract[Req, Rep]:
+    """Bind a unit's own models to a contract it received as data (how partners build)."""
+    bound: ModelContract[Req, Rep] = ModelContract.model_validate(contract.model_dump())
+    bound._request_model = request
+    bound._reply_model = reply
+    return bound

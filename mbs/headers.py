@@ -24,9 +24,10 @@ JOURNEY_STATE_TOPIC = "mbs.journeys.state"
 JOURNEY_DEFS_TOPIC = "mbs.journeys.defs"
 
 
-def request_topic(capability: str, major: int) -> str:
-    """`payments.charge` v1 -> `payments.charge.v1`."""
-    return f"{capability}.v{major}"
+def request_topic(capability: str, major: int, provider: str | None = None) -> str:
+    """`payments.charge` v1 -> `payments.charge.v1`; another provider gets its own suffix."""
+    base = f"{capability}.v{major}"
+    return f"{base}.{provider}" if provider else base
 
 
 def reply_topic(unit: str) -> str:
@@ -34,6 +35,6 @@ def reply_topic(unit: str) -> str:
     return f"mbs.replies.{unit}"
 
 
-def dlq_topic(capability: str, major: int) -> str:
+def dlq_topic(capability: str, major: int, provider: str | None = None) -> str:
     """Where invalid or undeliverable requests for a capability land, with their reason."""
-    return f"{request_topic(capability, major)}.dlq"
+    return f"{request_topic(capability, major, provider)}.dlq"
