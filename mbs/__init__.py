@@ -1,6 +1,14 @@
 """Micro Business Services: the platform kit for Micro Business Units."""
 
-from mbs.contract import Contract, DeclaredError, ModelContract, Pricing, Sla, declare
+from mbs.contract import (
+    Contract,
+    DeclaredError,
+    ModelContract,
+    Pricing,
+    Sla,
+    declare,
+    implement,
+)
 from mbs.errors import (
     BrokerError,
     BusinessError,
@@ -10,7 +18,7 @@ from mbs.errors import (
     StepFailed,
     StepTimeout,
 )
-from mbs.unit import Binding, RetryPolicy, Unit
+from mbs.unit import Binding, RetryPolicy, Unit, dry_run
 
 __all__ = [
     "Binding",
@@ -29,4 +37,6 @@ __all__ = [
     "StepTimeout",
     "Unit",
     "declare",
+    "dry_run",
+    "implement",
 ]

@@ -6,6 +6,8 @@ import re
 from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from mbs import headers
@@ -83,6 +85,18 @@ class Contract(BaseModel):
             raise ValueError(f"capability {value!r} must look like 'domain.action'")
         return value
 
+    @field_validator("request", "reply")
+    @classmethod
+    def _json_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            Draft202012Validator.check_schema(value)
+        except SchemaError as exc:
+            where = "/".join(str(p) for p in exc.absolute_path) or "<root>"
+            raise ValueError(f"not a valid JSON Schema at {where}: {exc.message}") from None
+        if value.get("type") != "object":
+            raise ValueError("must be a JSON Schema of type 'object' (one model in, one out)")
+        return value
+
     @field_validator("version")
     @classmethod
     def _semver(cls, value: str) -> str:
@@ -96,8 +110,9 @@ class Contract(BaseModel):
 
     @property
     def key(self) -> str:
-        """The registry key: `capability@version`."""
-        return f"{self.capability}@{self.version}"
+        """The registry key: `capability@version`, plus `/unit` for a second provider."""
+        base = f"{self.capability}@{self.version}"
+        return f"{base}/{self.provider}" if self.provider else base
 
     @property
     def provider(self) -> str | None:

@@ -9,6 +9,7 @@ and retries technical failures with backoff before dead-lettering them.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import time
@@ -27,6 +28,12 @@ from mbs.contract import ModelContract
 from mbs.errors import BusinessError, ContractViolation
 
 log = logging.getLogger("mbs.unit")
+_DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("mbs_dry_run", default=False)
+
+
+def dry_run() -> bool:
+    """True while a handler serves a shadow (`mbs-shadow: 1`) request: change nothing."""
+    return _DRY_RUN.get()
 
 Handler = Callable[[Any], Awaitable[BaseModel]]
 MAX_MESSAGE_BYTES = 1_000_000
