@@ -18,7 +18,15 @@ from mbs.contract import Contract, ModelContract
 PARTNERS_DIR = Path(__file__).parent / "partners"
 
 ECOSYSTEM: list[ModelContract[Any, Any]] = [
-    QUOTE, RESERVE, RELEASE, SCORE, CHARGE, REFUND, BOOK, CANCEL, SEND,
+    QUOTE,
+    RESERVE,
+    RELEASE,
+    SCORE,
+    CHARGE,
+    REFUND,
+    BOOK,
+    CANCEL,
+    SEND,
 ]
 
 
@@ -55,5 +63,11 @@ def providers() -> dict[str, list[Contract]]:
     return out
 
 
-__all__ = ["ECOSYSTEM", "all_contracts", "by_capability", "partner_contracts", "partners",
-           "providers"]
+__all__ = [
+    "ECOSYSTEM",
+    "all_contracts",
+    "by_capability",
+    "partner_contracts",
+    "partners",
+    "providers",
+]

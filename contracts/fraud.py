@@ -43,7 +43,8 @@ SCORE = declare(
     supports_dry_run=True,
     sla=Sla(p99_ms=60, availability=0.999),
     pricing=Pricing(
-        price_per_call=Decimal("0.0100"), cost_per_call=Decimal("0.0040"),
+        price_per_call=Decimal("0.0100"),
+        cost_per_call=Decimal("0.0040"),
         cost_per_cpu_second=Decimal("0.0100"),
     ),
 )

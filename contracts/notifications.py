@@ -44,7 +44,8 @@ SEND = declare(
     supports_dry_run=True,
     sla=Sla(p99_ms=100, availability=0.99),
     pricing=Pricing(
-        price_per_call=Decimal("0.0080"), cost_per_call=Decimal("0.0050"),
+        price_per_call=Decimal("0.0080"),
+        cost_per_call=Decimal("0.0050"),
         cost_per_cpu_second=Decimal("0.0100"),
     ),
 )

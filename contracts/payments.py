@@ -65,11 +65,20 @@ def charge_contract(
 ) -> ModelContract[ChargeRequest, Charge]:
     """The payments.charge contract as offered by one provider."""
     return declare(
-        unit=unit, owner=owner, kind=kind, capability="payments.charge", version="1.0.0",
+        unit=unit,
+        owner=owner,
+        kind=kind,
+        capability="payments.charge",
+        version="1.0.0",
         description="Charge a customer's card for an order; undone by payments.refund.",
-        request=ChargeRequest, reply=Charge, errors=CHARGE_ERRORS, side_effects=True,
-        compensation="payments.refund", supports_dry_run=True,
-        sla=Sla(p99_ms=p99_ms, availability=0.999), pricing=pricing,
+        request=ChargeRequest,
+        reply=Charge,
+        errors=CHARGE_ERRORS,
+        side_effects=True,
+        compensation="payments.refund",
+        supports_dry_run=True,
+        sla=Sla(p99_ms=p99_ms, availability=0.999),
+        pricing=pricing,
     )
 
 
@@ -78,15 +87,24 @@ def refund_contract(
 ) -> ModelContract[RefundRequest, Refund]:
     """The payments.refund contract as offered by one provider."""
     return declare(
-        unit=unit, owner=owner, kind=kind, capability="payments.refund", version="1.0.0",
+        unit=unit,
+        owner=owner,
+        kind=kind,
+        capability="payments.refund",
+        version="1.0.0",
         description="Refund a charge in full (idempotent per charge).",
-        request=RefundRequest, reply=Refund, errors=REFUND_ERRORS, side_effects=True,
-        sla=Sla(p99_ms=p99_ms, availability=0.999), pricing=pricing,
+        request=RefundRequest,
+        reply=Refund,
+        errors=REFUND_ERRORS,
+        side_effects=True,
+        sla=Sla(p99_ms=p99_ms, availability=0.999),
+        pricing=pricing,
     )
 
 
 _PRICING = Pricing(
-    price_per_call=Decimal("0.0300"), cost_per_call=Decimal("0.0150"),
+    price_per_call=Decimal("0.0300"),
+    cost_per_call=Decimal("0.0150"),
     cost_per_cpu_second=Decimal("0.0100"),
 )
 CHARGE = charge_contract("payments", "team-payments", "internal", _PRICING, 150)

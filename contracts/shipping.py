@@ -60,15 +60,23 @@ def book_contract(
 ) -> ModelContract[BookingRequest, Booking]:
     """shipping.book as offered by one provider."""
     return declare(
-        unit=unit, owner=owner, kind=kind, capability="shipping.book", version="1.0.0",
+        unit=unit,
+        owner=owner,
+        kind=kind,
+        capability="shipping.book",
+        version="1.0.0",
         description="Book a parcel for an order; undone by shipping.cancel.",
-        request=BookingRequest, reply=Booking,
+        request=BookingRequest,
+        reply=Booking,
         errors=[
             DeclaredError(code="address_unserviceable", description="No delivery there."),
             DeclaredError(code="carrier_unavailable", retryable=True),
         ],
-        side_effects=True, compensation="shipping.cancel", supports_dry_run=True,
-        sla=Sla(p99_ms=p99_ms, availability=0.995), pricing=pricing,
+        side_effects=True,
+        compensation="shipping.cancel",
+        supports_dry_run=True,
+        sla=Sla(p99_ms=p99_ms, availability=0.995),
+        pricing=pricing,
     )
 
 
@@ -77,16 +85,24 @@ def cancel_contract(
 ) -> ModelContract[CancelRequest, Cancellation]:
     """shipping.cancel as offered by one provider."""
     return declare(
-        unit=unit, owner=owner, kind=kind, capability="shipping.cancel", version="1.0.0",
+        unit=unit,
+        owner=owner,
+        kind=kind,
+        capability="shipping.cancel",
+        version="1.0.0",
         description="Cancel a booking (idempotent).",
-        request=CancelRequest, reply=Cancellation,
+        request=CancelRequest,
+        reply=Cancellation,
         errors=[DeclaredError(code="unknown_shipment")],
-        side_effects=True, sla=Sla(p99_ms=p99_ms, availability=0.995), pricing=pricing,
+        side_effects=True,
+        sla=Sla(p99_ms=p99_ms, availability=0.995),
+        pricing=pricing,
     )
 
 
 _PRICING = Pricing(
-    price_per_call=Decimal("4.9000"), cost_per_call=Decimal("4.2000"),
+    price_per_call=Decimal("4.9000"),
+    cost_per_call=Decimal("4.2000"),
     cost_per_cpu_second=Decimal("0.0100"),
 )
 BOOK = book_contract("shipping", "team-logistics", "internal", _PRICING, 200)

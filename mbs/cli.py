@@ -10,15 +10,16 @@ import time
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from mbs import console as mbs_console
 from mbs.broker import LocalBroker
+from mbs.cli_contracts import app as contracts_app
 from mbs.errors import MbsError
 from mbs.settings import Settings, get_settings
 
-console = Console(stderr=True, soft_wrap=True)
+console = mbs_console.stderr()
 app = typer.Typer(
     help="Micro Business Services: run units, the gateway and a local Kafka.",
     no_args_is_help=True,
@@ -32,6 +33,7 @@ run_app = typer.Typer(
 )
 app.add_typer(broker_app, name="broker")
 app.add_typer(run_app, name="run")
+app.add_typer(contracts_app, name="contracts")
 
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Broker port [env: MBS_BROKER_PORT, default 9092].")
@@ -86,7 +88,7 @@ def broker_status(port: PortOption = None) -> None:
     table.add_row("pid", str(status.pid or "-"))
     table.add_row("data dir", str(status.data_dir))
     table.add_row("log", str(status.log_file))
-    Console().print(table)
+    mbs_console.stdout().print(table)
     if not status.running:
         raise typer.Exit(3)
 
@@ -160,7 +162,7 @@ def list_units() -> None:
                 f"{c.pricing.price_per_call} {c.pricing.currency}",
                 c.request_topic,
             )
-    Console().print(table)
+    mbs_console.stdout().print(table)
 
 
 @app.command("demo")

@@ -170,7 +170,9 @@ def declare(*, request: type[Req], reply: type[Rep], **fields: Any) -> ModelCont
     return contract
 
 
-def implement(contract: Contract, *, request: type[Req], reply: type[Rep]) -> ModelContract[Req, Rep]:
+def implement(
+    contract: Contract, *, request: type[Req], reply: type[Rep]
+) -> ModelContract[Req, Rep]:
     """Bind a unit's own models to a contract it received as data (how partners build)."""
     bound: ModelContract[Req, Rep] = ModelContract.model_validate(contract.model_dump())
     bound._request_model = request

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -11,9 +10,9 @@ from types import FrameType
 from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
+from mbs import console as mbs_console
 from mbs.broker import LocalBroker
 from mbs.processes import ProcessGroup, free_port, wait_http_ok
 from mbs.settings import Settings
@@ -83,7 +82,7 @@ def _run_orders(base: str, count: int, say: Callable[[str], None]) -> list[dict[
 
 
 def _print(results: list[dict[str, Any]]) -> None:
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    console = mbs_console.stdout()
     table = Table(title="Journeys: quote-and-reserve (each step a separate unit process)")
     for column in (
         "order",

@@ -1,4 +1,5 @@
-"""Runs one unit as its own process: topics ensured, handlers subscribed, SIGTERM honoured."""
+"""Runs one unit as its own process: topics and contracts ensured, handlers subscribed, an ops
+port with /healthz, /readyz and /metrics, and SIGTERM finishing in-flight work before exit."""
 
 from __future__ import annotations
 
@@ -6,16 +7,21 @@ import importlib
 import logging
 import pkgutil
 
-from faststream import FastStream
+import uvicorn
+from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.kafka import KafkaBroker
+from prometheus_client import make_asgi_app
 
 import services
+from mbs.dedup import KafkaReplyStore
 from mbs.errors import MbsError
+from mbs.registry import Registry
 from mbs.settings import Settings
 from mbs.topics import ensure_topics
 from mbs.unit import Unit
 
 log = logging.getLogger("mbs.runner")
+GRACEFUL_TIMEOUT_S = 30
 
 
 def unit_names() -> list[str]:
@@ -42,23 +48,66 @@ def load_unit(name: str) -> Unit:
     raise MbsError(f"no unit named {name!r}; known units: {', '.join(unit_names())}")
 
 
-def build_broker(unit: Unit, settings: Settings) -> KafkaBroker:
-    """A FastStream broker with the unit's handlers subscribed."""
+def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaReplyStore]:
+    """A FastStream broker with the unit's handlers subscribed and its reply store."""
     broker = KafkaBroker(
-        settings.bootstrap, client_id=f"mbs-unit-{unit.name}", logger=log, log_level=logging.DEBUG
+        settings.bootstrap,
+        client_id=f"mbs-unit-{unit.name}",
+        logger=log,
+        log_level=logging.DEBUG,
+        graceful_timeout=GRACEFUL_TIMEOUT_S,
     )
-    unit.attach(broker)
-    return broker
+    store = KafkaReplyStore(broker, settings.bootstrap, unit.name)
+    unit.concurrency = settings.unit_concurrency
+    unit.attach(broker, store)
+    return broker, store
+
+
+@get
+async def _alive(scope: object) -> AsgiResponse:
+    return AsgiResponse(b"ok", 200)
 
 
 async def serve_unit(unit: Unit, settings: Settings) -> None:
-    """Serve until SIGINT or SIGTERM, then finish in-flight work and stop."""
+    """Serve until SIGINT or SIGTERM, then finish in-flight work, commit, and stop."""
     await ensure_topics(settings.bootstrap, unit.topics)
-    app = FastStream(build_broker(unit, settings), logger=log)
+    registry = Registry(
+        settings.bootstrap, client=f"unit:{unit.name}", topic=settings.contracts_topic
+    )
+    await registry.register(binding.contract.as_contract() for binding in unit.bindings)
+    broker, store = build_broker(unit, settings)
+    remembered = await store.load()
+    app = AsgiFastStream(
+        broker,
+        logger=log,
+        asgi_routes=[
+            ("/healthz", _alive),
+            ("/readyz", make_ping_asgi(broker, timeout=5.0)),
+            ("/metrics", make_asgi_app()),
+        ],
+    )
+    port = (
+        settings.unit_port if settings.unit_port is not None else services.PORTS.get(unit.name, 0)
+    )
 
     @app.after_startup
     async def _ready() -> None:
         caps = ", ".join(b.contract.capability for b in unit.bindings)
-        log.info("unit %s serving %s on %s", unit.name, caps, settings.bootstrap)
+        log.info(
+            "unit %s serving %s on %s; ops on %s:%s; %d replies remembered",
+            unit.name,
+            caps,
+            settings.bootstrap,
+            settings.unit_host,
+            port,
+            remembered,
+        )
 
-    await app.run(log_level=logging.INFO)
+    config = uvicorn.Config(
+        app,
+        host=settings.unit_host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
+    )
+    await uvicorn.Server(config).serve()

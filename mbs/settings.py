@@ -33,6 +33,16 @@ class Settings(BaseSettings):
     broker_start_timeout: float = Field(default=90.0, gt=0, description="Seconds to wait for up.")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    unit_host: str = Field(default="127.0.0.1", description="Where units serve /metrics.")
+    unit_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Override the unit's ops port (0: any free)."
+    )
+    unit_concurrency: int = Field(
+        default=3, ge=1, le=64, description="Partitions a unit works on at once, per capability."
+    )
+    contracts_topic: str = Field(
+        default="mbs.contracts", description="The registry topic (tests use their own)."
+    )
     journeys_dir: Path | None = Field(
         default=None, description="Journey YAML directory (default: gateway/journeys)."
     )

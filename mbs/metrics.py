@@ -1,0 +1,28 @@
+"""Prometheus metrics of units and the gateway; names and labels are fixed by DESIGN.md."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+UNIT_REQUESTS = Counter(
+    "mbs_unit_requests",
+    "Requests a unit handled, by outcome.",
+    ["unit", "capability", "version", "outcome"],
+)
+UNIT_HANDLER_SECONDS = Histogram(
+    "mbs_unit_handler_seconds",
+    "Time in the unit's handler.",
+    ["unit", "capability"],
+    buckets=LATENCY_BUCKETS,
+)
+UNIT_COST = Counter(
+    "mbs_unit_cost", "What serving calls cost the unit.", ["unit", "capability", "currency"]
+)
+UNIT_REVENUE = Counter(
+    "mbs_unit_revenue", "What the unit charged its callers.", ["unit", "capability", "currency"]
+)
+UNIT_DLQ = Counter(
+    "mbs_unit_dlq", "Requests sent to the dead-letter topic.", ["unit", "capability", "reason"]
+)

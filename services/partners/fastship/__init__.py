@@ -1,0 +1,1 @@
+"""FastShip GmbH's partner unit: next-day parcels in DE, AT and CH."""

@@ -1,0 +1,27 @@
+"""Wires FastShip's unit: its JSON contracts bound to its own models and depot."""
+
+from __future__ import annotations
+
+from contracts import partner_contracts
+from mbs.contract import Contract, implement
+from mbs.unit import Binding, Unit
+from services.partners.fastship.handlers import FastShipDepot
+from services.partners.fastship.models import Booking, BookingRequest, Cancellation, CancelRequest
+
+COMPANY = "fastship"
+
+
+def _contract(capability: str) -> Contract:
+    for contract in partner_contracts(COMPANY):
+        if contract.capability == capability:
+            return contract
+    raise LookupError(f"contracts/partners/{COMPANY}.json declares no {capability!r}")
+
+
+BOOK = implement(_contract("shipping.book"), request=BookingRequest, reply=Booking)
+CANCEL = implement(_contract("shipping.cancel"), request=CancelRequest, reply=Cancellation)
+
+
+def build(depot: FastShipDepot | None = None) -> Unit:
+    parcels = depot or FastShipDepot()
+    return Unit(COMPANY, [Binding(BOOK, parcels.book), Binding(CANCEL, parcels.cancel)])

@@ -1,0 +1,71 @@
+"""Card payments: charges within the limit, each refunded once; dry runs keep nothing."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from contracts.payments import Charge, ChargeRequest, Refund, RefundRequest
+from mbs.errors import BusinessError
+from mbs.unit import dry_run
+
+PROVIDER = "payments"
+CHARGE_LIMIT = Decimal("2000.00")
+DECLINED_CARD_SUFFIX = "0000"
+
+
+def _new_id(prefix: str) -> str:
+    """A fresh id; a dry run's ids say so, so nobody mistakes them for real money."""
+    real = f"{prefix}-{uuid.uuid4().hex[:12]}"
+    return f"dry-{real}" if dry_run() else real
+
+
+def _check_chargeable(request: ChargeRequest) -> None:
+    if request.card_token.endswith(DECLINED_CARD_SUFFIX):
+        raise BusinessError(
+            "card_declined",
+            f"the issuer declined card ...{request.card_token[-4:]}; ask for another card",
+        )
+    if request.amount > CHARGE_LIMIT:
+        raise BusinessError(
+            "limit_exceeded",
+            f"{request.amount} {request.currency} is above the {CHARGE_LIMIT} limit per charge; "
+            "split the order or pay with another provider",
+        )
+
+
+@dataclass
+class CardLedger:
+    """The charges taken and which of them were refunded."""
+
+    charges: dict[str, Charge] = field(default_factory=dict)
+    refunds: dict[str, Refund] = field(default_factory=dict)
+
+    async def charge(self, request: ChargeRequest) -> Charge:
+        _check_chargeable(request)
+        charge = Charge(
+            charge_id=_new_id("ch"),
+            order_id=request.order_id,
+            amount=request.amount,
+            currency=request.currency,
+            provider=PROVIDER,
+        )
+        if not dry_run():
+            self.charges[charge.charge_id] = charge
+        return charge
+
+    async def refund(self, request: RefundRequest) -> Refund:
+        charge = self.charges.get(request.charge_id)
+        if charge is None:
+            raise BusinessError(
+                "unknown_charge", f"no charge {request.charge_id!r}; check the charge id"
+            )
+        if charge.charge_id in self.refunds:
+            raise BusinessError(
+                "already_refunded", f"{charge.charge_id!r} was refunded before; nothing to do"
+            )
+        refund = Refund(refund_id=_new_id("re"), charge_id=charge.charge_id, amount=charge.amount)
+        if not dry_run():
+            self.refunds[charge.charge_id] = refund
+        return refund
