@@ -162,7 +162,8 @@ class Server:
     ) -> None:
         pricing = self.contract.pricing
         cost = pricing.cost_per_call + pricing.cost_per_cpu_second * Decimal(f"{cpu_s:.6f}")
-        price = pricing.price_per_call if error is None else Decimal(0)
+        shadow = hdrs.get(h.SHADOW) == "1"
+        price = pricing.price_per_call if error is None and not shadow else Decimal(0)
         out = {
             h.MESSAGE_ID: uuid.uuid4().hex,
             h.CORRELATION_ID: hdrs.get(h.CORRELATION_ID, ""),
@@ -176,7 +177,7 @@ class Server:
         body = b"{}" if reply is None else reply.model_dump_json().encode()
         if remember:  # stored before it is sent: a crash in between re-sends the same reply
             await self.store.put(hdrs[h.MESSAGE_ID], StoredReply(body, out))
-        if hdrs.get(h.SHADOW) != "1":
+        if not shadow:  # a dry run is the candidate's cost of winning business, not billed
             metrics.UNIT_COST.labels(**self.money).inc(float(cost))
             metrics.UNIT_REVENUE.labels(**self.money).inc(float(price))
         await self._publish(body, out, hdrs)

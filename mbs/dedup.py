@@ -89,8 +89,9 @@ class KafkaReplyStore:
         try:
             consumer.assign([tp])
             end = (await consumer.end_offsets([tp]))[tp]
-            await consumer.seek_to_beginning(tp)
-            position = await consumer.position(tp)
+            # an explicit seek: seek_to_beginning() + position() reported the end here
+            position = (await consumer.beginning_offsets([tp]))[tp]
+            consumer.seek(tp, position)
             while position < end:
                 for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
                     if record.key and record.value:

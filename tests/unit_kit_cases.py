@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from contracts.pricing import QUOTE, Quote
 from mbs import headers as h
 from mbs.contract import ModelContract
-from mbs.unit import Binding, Unit
+from mbs.unit import Binding, Handler, RetryPolicy, Unit
 from services.pricing.handlers import quote
 
 
@@ -49,9 +49,13 @@ class Harness:
 
 
 def build_harness(broker: KafkaBroker, uid: str) -> Harness:
+    return build_harness_with(broker, uid, quote)
+
+
+def build_harness_with(broker: KafkaBroker, uid: str, handler: Handler) -> Harness:
     contract = contract_for(uid)
     harness = Harness(broker, contract)
-    Unit(contract.unit, [Binding(contract, quote)]).attach(broker)
+    Unit(contract.unit, [Binding(contract, handler)], retry=RetryPolicy(3, 0.01)).attach(broker)
 
     async def on_reply(msg: KafkaMessage) -> None:
         await harness.replies.put((msg.body, dict(msg.headers)))
@@ -126,4 +130,57 @@ async def case_expired_deadline_is_not_processed(harness: Harness) -> None:
     await harness.send(valid(), **{h.DEADLINE: past})
     _, hdrs = await harness.reply()
     assert hdrs[h.ERROR] == "deadline_exceeded"
+    assert float(hdrs[h.PRICE]) == 0
+
+
+@dataclass
+class Flaky:
+    """A dependency that fails `failures` times, then answers."""
+
+    failures: int
+    calls: int = 0
+
+    async def quote(self, request: Any) -> Quote:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError(f"catalogue database unreachable (call {self.calls})")
+        return await quote(request)
+
+
+async def case_transient_failure_is_retried(harness: Harness, flaky: Flaky) -> None:
+    await harness.send(valid())
+    _, hdrs = await harness.reply()
+    assert h.ERROR not in hdrs
+    assert flaky.calls == 3
+    assert harness.dead.empty()
+
+
+async def case_persistent_failure_goes_to_dlq(harness: Harness, flaky: Flaky) -> None:
+    body = valid()
+    await harness.send(body)
+    dead_body, dead_headers = await harness.dead_letter()
+    assert dead_body == body
+    assert dead_headers[h.ERROR] == "handler_failed"
+    assert "catalogue database unreachable" in dead_headers[h.ERROR_DETAIL]
+    _, hdrs = await harness.reply()
+    assert hdrs[h.ERROR] == "unit_failed"
+    assert flaky.calls == 3, "three attempts, then the dead-letter topic"
+
+
+async def case_redelivery_gets_the_same_reply(harness: Harness, flaky: Flaky) -> None:
+    message_id = uuid.uuid4().hex
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    first_body, first = await harness.reply()
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    again_body, again = await harness.reply()
+    assert again_body == first_body
+    assert again[h.MESSAGE_ID] == first[h.MESSAGE_ID], "the very same reply, not a new one"
+    assert again[h.CORRELATION_ID] != first[h.CORRELATION_ID]
+    assert flaky.calls == 1, "the handler ran once"
+
+
+async def case_shadow_request_is_refused_without_dry_run(harness: Harness) -> None:
+    await harness.send(valid(), **{h.SHADOW: "1"})
+    _, hdrs = await harness.reply()
+    assert hdrs[h.ERROR] == "dry_run_unsupported"
     assert float(hdrs[h.PRICE]) == 0

@@ -21,7 +21,12 @@ def gateway_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     port = free_port()
     logs: Path = tmp_path_factory.mktemp("e2e-logs")
     group = ProcessGroup(
-        logs, env={"MBS_KAFKA_BOOTSTRAP": kafka_bootstrap, "MBS_GATEWAY_PORT": str(port), "MBS_UNIT_PORT": "0"}
+        logs,
+        env={
+            "MBS_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "MBS_GATEWAY_PORT": str(port),
+            "MBS_UNIT_PORT": "0",
+        },
     )
     try:
         for unit in ("pricing", "inventory"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -47,3 +48,30 @@ async def test_business_error(harness: cases.Harness) -> None:
 
 async def test_expired_deadline(harness: cases.Harness) -> None:
     await cases.case_expired_deadline_is_not_processed(harness)
+
+
+@pytest.mark.parametrize(
+    ("failures", "case"),
+    [
+        (2, cases.case_transient_failure_is_retried),
+        (99, cases.case_persistent_failure_goes_to_dlq),
+        (0, cases.case_redelivery_gets_the_same_reply),
+    ],
+)
+async def test_failures_and_redelivery(
+    kafka_bootstrap: str, uid: str, failures: int, case: Any
+) -> None:
+    broker = KafkaBroker(kafka_bootstrap)
+    flaky = cases.Flaky(failures)
+    harness = cases.build_harness_with(broker, uid, flaky.quote)
+    contract = harness.contract
+    await ensure_topics(
+        kafka_bootstrap, [contract.request_topic, contract.reply_topic, contract.dlq_topic]
+    )
+    async with broker:
+        await broker.start()
+        await case(harness, flaky)
+
+
+async def test_shadow_without_dry_run(harness: cases.Harness) -> None:
+    await cases.case_shadow_request_is_refused_without_dry_run(harness)
