@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from faststream import AckPolicy

@@ -49,7 +49,9 @@ class Probe:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        assert self._task and self._consumer and self._producer
+        assert self._task is not None
+        assert self._consumer is not None
+        assert self._producer is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task

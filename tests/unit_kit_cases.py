@@ -63,9 +63,9 @@ def build_harness_with(broker: KafkaBroker, uid: str, handler: Handler) -> Harne
     async def on_dead(msg: KafkaMessage) -> None:
         await harness.dead.put((msg.body, dict(msg.headers)))
 
-    for topic, handler in ((contract.reply_topic, on_reply), (contract.dlq_topic, on_dead)):
+    for topic, capture in ((contract.reply_topic, on_reply), (contract.dlq_topic, on_dead)):
         broker.subscriber(topic, group_id=f"test-{uid}-{topic}", auto_offset_reset="earliest")(
-            handler
+            capture
         )
     return harness
 
