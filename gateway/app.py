@@ -1,9 +1,7 @@
-"""The gateway's HTTP API (FastAPI): start journeys, read their runs and bills."""
+"""The gateway's HTTP API (FastAPI): run journeys, read runs and bills, change journeys."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -11,58 +9,28 @@ from typing import Annotated, Any
 from fastapi import Body, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from starlette.routing import BaseRoute
+from prometheus_client import make_asgi_app
+from starlette.routing import BaseRoute, Mount
 
-import contracts
-from gateway.definitions import JOURNEYS_DIR, JourneyDefinition, load_all
-from gateway.engine import JourneyEngine, JourneyInputError
+from gateway.auth import Admin, Anyone, Caller, Partner
+from gateway.catalog import Catalog
+from gateway.definitions import JourneyDefinition, parse
+from gateway.defs import VersionConflict
+from gateway.engine import JourneyInputError
 from gateway.models import JourneyRun
-from mbs.contract import Contract
-from mbs.rpc import Requester
+from gateway.service import Gateway
+from mbs.errors import JourneyDefinitionError, MbsError
+from mbs.registry import ContractRefused, load_contract_file
 from mbs.settings import Settings, get_settings
 
-MAX_KEPT_RUNS = 10_000
-_HTTP_STATUS = {"completed": 200, "failed": 409, "timed_out": 504, "running": 202}
-
-
-class Gateway:
-    """Everything one gateway process holds: definitions, engine, recent runs."""
-
-    def __init__(self, settings: Settings, catalog: dict[str, Contract]) -> None:
-        self.settings = settings
-        self.catalog = catalog
-        self.definitions: dict[str, JourneyDefinition] = load_all(
-            catalog, settings.journeys_dir or JOURNEYS_DIR
-        )
-        self.requester = Requester(settings.bootstrap, caller="gateway")
-        self.engine = JourneyEngine(
-            self.requester, catalog, default_timeout_s=settings.request_timeout
-        )
-        self.runs: OrderedDict[str, JourneyRun] = OrderedDict()
-        self.ready = False
-        self._background: set[asyncio.Task[JourneyRun]] = set()
-
-    async def start(self) -> None:
-        units = {
-            self.catalog[s.capability].unit for d in self.definitions.values() for s in d.steps
-        }
-        await self.requester.start(f"mbs.replies.{unit}" for unit in units)
-        self.ready = True
-
-    async def stop(self) -> None:
-        self.ready = False
-        await asyncio.gather(*self._background, return_exceptions=True)
-        await self.requester.stop()
-
-    def keep(self, run: JourneyRun) -> None:
-        self.runs[run.run_id] = run
-        while len(self.runs) > MAX_KEPT_RUNS:
-            self.runs.popitem(last=False)
-
-    def start_in_background(self, definition: JourneyDefinition, run: JourneyRun) -> None:
-        task = asyncio.create_task(self.engine.run(definition, run))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+_HTTP_STATUS = {
+    "completed": 200,
+    "failed": 409,
+    "timed_out": 504,
+    "running": 202,
+    "compensating": 202,
+}
+WAIT_MARGIN_S = 15.0
 
 
 def _gateway(request: Request) -> Gateway:
@@ -70,48 +38,140 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
+def _respond(run: JourneyRun, status: int | None = None) -> JSONResponse:
+    code = status or _HTTP_STATUS[run.status]
+    if run.status == "failed" and any(s.status == "failed" for s in run.steps):
+        code = 502  # a unit failed technically: not the caller's fault
+    location = f"/journeys/{run.journey}/runs/{run.run_id}"
+    return JSONResponse(
+        run.model_dump(mode="json"), status_code=code, headers={"Location": location}
+    )
+
+
 async def start_journey(
     name: str,
     request: Request,
+    caller: Caller,
     journey_input: Annotated[dict[str, Any], Body(description="The journey's input document.")],
     prefer: Annotated[str | None, Header(description="`respond-async` for a 202.")] = None,
 ) -> Response:
-    """Run journey `name` with the JSON body as input; returns the run with its bill."""
+    """Run the live version of journey `name` with the JSON body as input.
+
+    200 completed, 409 a business error, 502 a unit failed, 504 a step timed out; every
+    response carries the run with its bill. `Prefer: respond-async` returns 202 at once."""
     gateway = _gateway(request)
-    definition = gateway.definitions.get(name)
+    definition = gateway.definitions.latest(name)
     if definition is None:
-        raise HTTPException(404, f"no journey {name!r}; known: {sorted(gateway.definitions)}")
+        raise HTTPException(404, f"no journey {name!r}; known: {gateway.definitions.names()}")
     try:
         run = gateway.engine.new_run(definition, journey_input)
     except JourneyInputError as exc:
         raise HTTPException(422, str(exc)) from exc
-    gateway.keep(run)
-    location = f"/journeys/{name}/runs/{run.run_id}"
+    await gateway.runlog.save(run)  # durable before anything runs
     if prefer and "respond-async" in prefer.lower():
-        gateway.start_in_background(definition, run)
-        return JSONResponse(
-            run.model_dump(mode="json"), status_code=202, headers={"Location": location}
-        )
-    await gateway.engine.run(definition, run)
-    status = _HTTP_STATUS[run.status]
-    if run.status == "failed" and run.steps and any(s.status == "failed" for s in run.steps):
-        status = 502  # a unit failed technically: not the caller's fault
-    return JSONResponse(
-        run.model_dump(mode="json"), status_code=status, headers={"Location": location}
-    )
+        return _respond(run, 202)
+    finished = await gateway.runlog.wait_finished(run.run_id, definition.timeout + WAIT_MARGIN_S)
+    return _respond(finished or run, None if finished else 202)
 
 
-async def get_run(name: str, run_id: str, request: Request) -> JourneyRun:
-    """One run of a journey: each step's status, unit, attempts, latency and cost."""
-    run = _gateway(request).runs.get(run_id)
+async def get_run(name: str, run_id: str, request: Request, caller: Caller) -> JourneyRun:
+    """One run: each step's status, provider, attempts, latency, cost, and the bill."""
+    run = _gateway(request).runlog.runs.get(run_id)
     if run is None or run.journey != name:
-        raise HTTPException(404, f"no run {run_id!r} of journey {name!r} on this gateway")
+        raise HTTPException(404, f"no run {run_id!r} of journey {name!r}")
     return run
 
 
-async def list_journeys(request: Request) -> list[JourneyDefinition]:
-    """Every journey definition that is live, with its version."""
-    return list(_gateway(request).definitions.values())
+async def list_journeys(request: Request, who: Anyone) -> list[dict[str, Any]]:
+    """Every journey with its live version and all versions known."""
+    store = _gateway(request).definitions
+    out = []
+    for name in store.names():
+        live = store.latest(name)
+        assert live is not None
+        versions = sorted(v for (n, v) in store.versions if n == name)
+        out.append(
+            {
+                "name": name,
+                "live_version": live.version,
+                "versions": versions,
+                "definition": live.model_dump(mode="json"),
+            }
+        )
+    return out
+
+
+async def put_journey(name: str, request: Request, admin: Admin) -> JSONResponse:
+    """Put a new version live (YAML or JSON body); running journeys keep their version."""
+    gateway = _gateway(request)
+    text = (await request.body()).decode("utf-8", "replace")
+    try:
+        definition = parse(text, f"PUT /journeys/{name}", gateway.catalog)
+    except JourneyDefinitionError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    if definition.name != name:
+        raise HTTPException(422, f"the body defines {definition.name!r}, not {name!r}")
+    try:
+        await gateway.definitions.put(definition)
+    except VersionConflict as exc:
+        raise HTTPException(409, str(exc)) from exc
+    return JSONResponse({"name": name, "live_version": definition.version}, status_code=201)
+
+
+async def list_units(request: Request, who: Anyone) -> list[dict[str, Any]]:
+    """Every unit with its owner, kind and the capabilities it offers."""
+    units: dict[str, dict[str, Any]] = {}
+    for c in _gateway(request).catalog.contracts():
+        entry = units.setdefault(
+            c.unit, {"unit": c.unit, "owner": c.owner, "kind": c.kind, "capabilities": []}
+        )
+        entry["capabilities"].append(
+            {
+                "capability": c.capability,
+                "version": c.version,
+                "topic": c.request_topic,
+                "price_per_call": str(c.pricing.price_per_call),
+                "currency": c.pricing.currency,
+                "p99_ms": c.sla.p99_ms,
+            }
+        )
+    return sorted(units.values(), key=lambda u: str(u["unit"]))
+
+
+async def register_contract(request: Request, partner: Partner) -> JSONResponse:
+    """A partner registers (a new version of) its own contract; checked for compatibility."""
+    gateway = _gateway(request)
+    try:
+        found = load_contract_file((await request.body()).decode("utf-8", "replace"), "body")
+    except MbsError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    for contract in found:
+        if partner.role == "partner" and (
+            contract.unit != partner.caller or contract.kind != "partner"
+        ):
+            raise HTTPException(
+                403,
+                f"partner {partner.caller!r} may only register its own "
+                f"partner contracts (got unit {contract.unit!r})",
+            )
+    try:
+        written = await gateway.registry.register(found)
+    except ContractRefused as refused:
+        raise HTTPException(
+            409,
+            {
+                "refused": refused.contract.key,
+                "reasons": [{"path": r.path, "reason": r.reason} for r in refused.reasons],
+            },
+        ) from refused
+    gateway.catalog.update(found)
+    return JSONResponse(
+        {
+            "registered": [c.key for c in written],
+            "unchanged": [c.key for c in found if c not in written],
+        },
+        status_code=201,
+    )
 
 
 async def healthz() -> dict[str, str]:
@@ -120,16 +180,14 @@ async def healthz() -> dict[str, str]:
 
 
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: connected to Kafka and listening for replies."""
+    """Readiness: connected to Kafka, journeys loaded, listening for replies."""
     ready = _gateway(request).ready
     return JSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-def create_app(
-    settings: Settings | None = None, catalog: dict[str, Contract] | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
     """The gateway ASGI app; `settings` and `catalog` are injectable for tests."""
-    gateway = Gateway(settings or get_settings(), catalog or dict(contracts.by_capability()))
+    gateway = Gateway(settings or get_settings(), catalog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -142,15 +200,27 @@ def create_app(
 
     routes: list[BaseRoute] = [
         APIRoute("/journeys/{name}", start_journey, methods=["POST"], tags=["journeys"]),
+        APIRoute(
+            "/journeys/{name}", put_journey, methods=["PUT"], tags=["journeys"], status_code=201
+        ),
         APIRoute("/journeys/{name}/runs/{run_id}", get_run, methods=["GET"], tags=["journeys"]),
         APIRoute("/journeys", list_journeys, methods=["GET"], tags=["journeys"]),
+        APIRoute("/units", list_units, methods=["GET"], tags=["units"]),
+        APIRoute(
+            "/contracts", register_contract, methods=["POST"], tags=["partners"], status_code=201
+        ),
         APIRoute("/healthz", healthz, methods=["GET"], tags=["ops"]),
         APIRoute("/readyz", readyz, methods=["GET"], tags=["ops"]),
+        Mount("/metrics", app=make_asgi_app()),
     ]
     return FastAPI(
         title="Micro Business Services gateway",
-        description="Composes customer journeys from unit capabilities over Kafka.",
-        version="0.1.0",
+        description="Composes customer journeys from unit capabilities over Kafka. "
+        "Send your key in `X-API-Key`.",
+        version="0.2.0",
         routes=routes,
         lifespan=lifespan,
     )
+
+
+__all__ = ["JourneyDefinition", "create_app"]

@@ -5,16 +5,66 @@ from __future__ import annotations
 import graphlib
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gateway.catalog import Catalog
 from mbs.contract import Contract
 from mbs.errors import JourneyDefinitionError
 
 JOURNEYS_DIR = Path(__file__).parent / "journeys"
-_REF = re.compile(r"^\$(input|steps)\.([A-Za-z0-9_.-]+)$")
+_REF = re.compile(r"^\$(input|steps|self)\.([A-Za-z0-9_.-]+)$")
+_CONDITION = re.compile(r"^\s*(\$[A-Za-z0-9_.-]+)\s*(==|!=|<=|>=|<|>|not in|in)\s*(.+?)\s*$")
+Policy = Literal["fixed", "cheapest", "fastest", "weighted", "failover"]
+
+
+class Retry(BaseModel):
+    """How often a step is tried when it times out or fails retryably."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempts: int = Field(default=1, ge=1, le=10)
+    backoff_ms: int = Field(default=100, ge=0, le=60_000)
+
+
+class Providers(BaseModel):
+    """Which units may serve a step, and how one is chosen."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: Policy = "fixed"
+    units: list[str] = Field(
+        default_factory=list, description="Candidates in order; empty: the in-house provider."
+    )
+    weights: dict[str, float] = Field(default_factory=dict)
+    failover: bool = Field(default=True, description="On timeout or failure, try the next one.")
+    shadow: str | None = Field(default=None, description="Gets dry-run copies, never used.")
+
+
+class Compensation(BaseModel):
+    """The call that undoes a completed step when a later one fails (saga)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    capability: str | None = Field(default=None, description="Default: the contract's.")
+    input: dict[str, Any] = Field(default_factory=dict)
+
+
+class Condition(BaseModel):
+    """`$steps.fraud.decision == "allow"`: a reference, an operator and a literal."""
+
+    ref: str
+    op: str
+    value: Any
+
+    @classmethod
+    def parse(cls, text: str) -> Condition:
+        match = _CONDITION.match(text)
+        if match is None or parse_ref(match.group(1)) is None:
+            raise ValueError(f"condition {text!r} must look like '$steps.x.field == value'")
+        return cls(ref=match.group(1), op=match.group(2), value=yaml.safe_load(match.group(3)))
 
 
 class StepDefinition(BaseModel):
@@ -26,7 +76,21 @@ class StepDefinition(BaseModel):
     capability: str
     input: dict[str, Any] = Field(default_factory=dict)
     after: list[str] = Field(default_factory=list)
+    when: str | None = Field(default=None, description="Run only if this condition holds.")
     timeout: float | None = Field(default=None, gt=0, description="Seconds to wait for a reply.")
+    retry: Retry = Field(default_factory=Retry)
+    compensate: Compensation | None = None
+    providers: Providers = Field(default_factory=Providers)
+
+    @model_validator(mode="after")
+    def _valid_condition(self) -> StepDefinition:
+        if self.when is not None:
+            Condition.parse(self.when)
+        return self
+
+    @property
+    def condition(self) -> Condition | None:
+        return None if self.when is None else Condition.parse(self.when)
 
 
 class JourneyDefinition(BaseModel):
@@ -37,6 +101,7 @@ class JourneyDefinition(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9-]*$")
     version: int = Field(ge=1)
     description: str = ""
+    timeout: float = Field(default=30.0, gt=0, description="Deadline of the whole journey, s.")
     steps: list[StepDefinition] = Field(min_length=1)
     output: dict[str, Any] = Field(default_factory=dict)
 
@@ -63,18 +128,21 @@ def parse_ref(value: Any) -> tuple[str, list[str]] | None:
     return (match.group(1), match.group(2).split(".")) if match else None
 
 
-def check(definition: JourneyDefinition, catalog: dict[str, Contract], source: str) -> None:
+def check(definition: JourneyDefinition, catalog: Catalog, source: str) -> None:
     """Refuse a definition that calls unknown capabilities, loops, or maps fields wrongly."""
     problems: list[str] = []
     ids = {step.id for step in definition.steps}
     for step in definition.steps:
         where = f"{source}: step {step.id!r}"
-        contract = catalog.get(step.capability)
-        if contract is None:
+        if step.capability not in catalog:
             problems.append(f"{where}: unknown capability {step.capability!r}")
             continue
+        contract = catalog.home(step.capability)
         problems += [f"{where}: runs after unknown step {a!r}" for a in step.after if a not in ids]
-        problems += _check_mapping(step, contract, definition, catalog, where)
+        problems += _check_mapping(step.input, contract, definition, catalog, where, step.id)
+        problems += _check_condition(step, definition, where)
+        problems += _check_providers(step, catalog, where)
+        problems += _check_compensation(step, contract, definition, catalog, where)
     try:
         tuple(graphlib.TopologicalSorter(definition.graph()).static_order())
     except graphlib.CycleError as exc:
@@ -94,46 +162,110 @@ def _ancestors(definition: JourneyDefinition, step_id: str) -> set[str]:
     return seen
 
 
-def _check_mapping(
+def _check_condition(step: StepDefinition, definition: JourneyDefinition, where: str) -> list[str]:
+    condition = step.condition
+    if condition is None:
+        return []
+    ref = parse_ref(condition.ref)
+    if ref and ref[0] == "steps" and ref[1][0] not in _ancestors(definition, step.id):
+        return [f"{where}: condition reads steps.{ref[1][0]} but does not run after it"]
+    if ref and ref[0] == "self":
+        return [f"{where}: a condition cannot read $self (the step has not run yet)"]
+    return []
+
+
+def _check_providers(step: StepDefinition, catalog: Catalog, where: str) -> list[str]:
+    offered = {c.unit: c for c in catalog.providers(step.capability)}
+    chosen = step.providers
+    problems = [
+        f"{where}: {unit!r} does not offer {step.capability} (providers: {sorted(offered)})"
+        for unit in [*chosen.units, *chosen.weights]
+        if unit not in offered
+    ]
+    if chosen.shadow is not None:
+        shadow = offered.get(chosen.shadow)
+        if shadow is None:
+            problems.append(f"{where}: shadow {chosen.shadow!r} does not offer {step.capability}")
+        elif not shadow.supports_dry_run:
+            problems.append(f"{where}: shadow {chosen.shadow!r} declares no dry run")
+    if chosen.policy == "weighted" and not chosen.weights:
+        problems.append(f"{where}: policy 'weighted' needs weights per unit")
+    return problems
+
+
+def _check_compensation(
     step: StepDefinition,
     contract: Contract,
     definition: JourneyDefinition,
-    catalog: dict[str, Contract],
+    catalog: Catalog,
     where: str,
+) -> list[str]:
+    if step.compensate is None:
+        return []
+    capability = step.compensate.capability or contract.compensation
+    if capability is None:
+        return [f"{where}: compensate given but {contract.capability} declares no compensation"]
+    if capability not in catalog:
+        return [f"{where}: unknown compensation capability {capability!r}"]
+    return _check_mapping(
+        step.compensate.input,
+        catalog.home(capability),
+        definition,
+        catalog,
+        f"{where} (compensation)",
+        step.id,
+        own=contract,
+    )
+
+
+def _check_mapping(
+    mapping: dict[str, Any],
+    contract: Contract,
+    definition: JourneyDefinition,
+    catalog: Catalog,
+    where: str,
+    step_id: str,
+    own: Contract | None = None,
 ) -> list[str]:
     problems: list[str] = []
     target = contract.request.get("properties", {})
-    missing = [f for f in contract.request.get("required", []) if f not in step.input]
+    missing = [f for f in contract.request.get("required", []) if f not in mapping]
     if missing:
         problems.append(
             f"{where}: input lacks required field(s) {missing} of {contract.capability}"
         )
-    for field, value in step.input.items():
+    for field, value in mapping.items():
         if field not in target:
             problems.append(f"{where}: {contract.capability} has no request field {field!r}")
             continue
         ref = parse_ref(value)
-        if ref is None or ref[0] != "steps":
+        if ref is None or ref[0] == "input":
             continue
-        source_step, path = ref[1][0], ref[1][1:]
-        if source_step not in _ancestors(definition, step.id):
-            problems.append(f"{where}: reads steps.{source_step} but does not run after it")
-            continue
-        producer = catalog.get(definition.step(source_step).capability)
-        if producer is None or not path:
-            continue
-        produced = producer.reply.get("properties", {}).get(path[0])
-        if produced is None:
-            problems.append(
-                f"{where}: {field} <- {value}: {producer.capability} replies have no field "
-                f"{path[0]!r}"
-            )
-        elif not _types_fit(produced, target[field]):
-            problems.append(
-                f"{where}: {field} <- {value}: type {_type(produced)} does not fit "
-                f"{_type(target[field])}"
+        if ref[0] == "self":
+            producer, path = own, ref[1]
+            if producer is None:
+                problems.append(f"{where}: $self is only for compensation input")
+                continue
+        else:
+            source_step, path = ref[1][0], ref[1][1:]
+            if source_step not in _ancestors(definition, step_id):
+                problems.append(f"{where}: reads steps.{source_step} but does not run after it")
+                continue
+            producer = catalog.home(definition.step(source_step).capability)
+        if path:
+            problems += _check_field(
+                producer, path[0], target[field], f"{where}: {field} <- {value}"
             )
     return problems
+
+
+def _check_field(producer: Contract, name: str, target: dict[str, Any], where: str) -> list[str]:
+    produced = producer.reply.get("properties", {}).get(name)
+    if produced is None:
+        return [f"{where}: {producer.capability} replies have no field {name!r}"]
+    if not _types_fit(produced, target):
+        return [f"{where}: type {_type(produced)} does not fit {_type(target)}"]
+    return []
 
 
 def _type(schema: dict[str, Any]) -> str:
@@ -151,22 +283,24 @@ def _types_fit(source: dict[str, Any], target: dict[str, Any]) -> bool:
     return src <= dst
 
 
-def load_file(path: Path, catalog: dict[str, Contract]) -> JourneyDefinition:
-    """Read, validate and check one journey YAML file."""
+def parse(text: str, source: str, catalog: Catalog) -> JourneyDefinition:
+    """Validate and check one journey document (YAML or JSON)."""
     try:
-        raw = yaml.safe_load(path.read_text())
-        definition = JourneyDefinition.model_validate(raw)
+        definition = JourneyDefinition.model_validate(yaml.safe_load(text))
     except yaml.YAMLError as exc:
-        raise JourneyDefinitionError(f"{path}: not valid YAML: {exc}") from exc
+        raise JourneyDefinitionError(f"{source}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
-        raise JourneyDefinitionError(f"{path}: {exc}") from exc
-    check(definition, catalog, str(path))
+        raise JourneyDefinitionError(f"{source}: {exc}") from exc
+    check(definition, catalog, source)
     return definition
 
 
-def load_all(
-    catalog: dict[str, Contract], directory: Path = JOURNEYS_DIR
-) -> dict[str, JourneyDefinition]:
+def load_file(path: Path, catalog: Catalog) -> JourneyDefinition:
+    """Read, validate and check one journey YAML file."""
+    return parse(path.read_text(), str(path), catalog)
+
+
+def load_all(catalog: Catalog, directory: Path = JOURNEYS_DIR) -> dict[str, JourneyDefinition]:
     """Every journey in the directory, keyed by name."""
     loaded = [load_file(path, catalog) for path in sorted(directory.glob("*.yaml"))]
     return {definition.name: definition for definition in loaded}

@@ -1,20 +1,28 @@
-"""The journey engine: runs a definition's steps over Kafka, in parallel where the DAG allows."""
+"""The journey engine: runs a definition's steps over Kafka, in parallel where the DAG allows,
+with retries, provider failover, shadow copies and saga compensation. Every state change is
+saved to the journey log before the engine acts on it; message ids are derived from the run,
+step and unit, so a resumed run is answered from the units' memory and charges nothing twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
-from decimal import Decimal
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway import calls
+from gateway.catalog import Catalog
 from gateway.definitions import JourneyDefinition, StepDefinition, parse_ref
-from gateway.models import Bill, JourneyRun, StepError, StepLine, StepRun, UnitLine
-from mbs import headers as h
-from mbs.contract import Contract
+from gateway.models import JourneyRun, StepRun
+from gateway.policy import ProviderChooser
+from mbs import metrics
 from mbs.errors import MbsError
 from mbs.rpc import Requester
+
+Save = Callable[[JourneyRun], Awaitable[None]]
+_DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
 class JourneyInputError(MbsError):
@@ -25,10 +33,12 @@ class JourneyEngine:
     """Executes journeys; one instance per gateway process."""
 
     def __init__(
-        self, requester: Requester, catalog: dict[str, Contract], *, default_timeout_s: float
+        self, requester: Requester, catalog: Catalog, save: Save, *, default_timeout_s: float
     ) -> None:
-        self.requester = requester
         self.catalog = catalog
+        self.save = save
+        self.chooser = ProviderChooser(catalog)
+        self.caller = calls.Caller(requester, self.chooser, default_timeout_s)
         self.default_timeout_s = default_timeout_s
 
     def new_run(self, definition: JourneyDefinition, journey_input: dict[str, Any]) -> JourneyRun:
@@ -40,150 +50,106 @@ class JourneyEngine:
                 for value in step.input.values()
                 if (ref := parse_ref(value))
                 and ref[0] == "input"
-                and _lookup(journey_input, ref[1]) is _MISSING
+                and calls.lookup(journey_input, ref[1]) is calls.MISSING
             }
         )
         if missing:
             raise JourneyInputError(f"journey input lacks field(s): {', '.join(missing)}")
+        now = int(time.time() * 1000)
         return JourneyRun(
             run_id=uuid.uuid4().hex,
             journey=definition.name,
             version=definition.version,
             input=journey_input,
+            created_ms=now,
+            deadline_ms=now + int(definition.timeout * 1000),
             steps=[StepRun(id=s.id, capability=s.capability) for s in definition.steps],
         )
 
     async def run(self, definition: JourneyDefinition, run: JourneyRun) -> JourneyRun:
-        """Run every step once its `after` steps are done; stop at the first failure."""
-        started = time.perf_counter()
+        """Take the run from wherever its saved state left it to its end."""
+        if run.status == "running":
+            await self._forward(definition, run)
+        if run.status == "compensating":
+            await self._compensate(definition, run)
+        await self._finish(definition, run)
+        return run
+
+    async def _forward(self, definition: JourneyDefinition, run: JourneyRun) -> None:
         steps = {s.id: s for s in run.steps}
-        done: set[str] = set()
+        done = {s.id for s in run.steps if s.status in _DONE}
         running: dict[asyncio.Task[None], str] = {}
         while run.error is None and len(done) < len(steps):
             for spec in definition.steps:
-                ready = spec.id not in done and spec.id not in running.values()
-                if ready and set(spec.after) <= done:
-                    task = asyncio.create_task(self._step(spec, run, steps[spec.id], started))
+                waiting = spec.id not in done and spec.id not in running.values()
+                if waiting and set(spec.after) <= done:
+                    task = asyncio.create_task(self._step(spec, run, steps[spec.id]))
                     running[task] = spec.id
+            if not running:
+                break
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 done.add(running.pop(task))
+                task.result()
+            await self.save(run)  # the outcome is durable before dependants start
         for task in running:  # a failure elsewhere: abandon what is still waiting
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        if run.error is not None:
+            run.status = "compensating"
+            await self.save(run)
+
+    async def _step(self, spec: StepDefinition, run: JourneyRun, step: StepRun) -> None:
+        condition = spec.condition
+        if condition is not None and not calls.holds(condition, run):
+            step.status = "skipped"
+            return
+        step.status = "running"
+        step.started_ms = round(time.time() * 1000 - run.created_ms, 3)
+        payload = calls.resolve(spec.input, run)
+        outcome = await self.caller.serve(
+            spec, run, step, payload, self.chooser.order(spec, run.run_id)
+        )
+        step.finished_seq = sum(1 for s in run.steps if s.finished_seq is not None)
+        if outcome is not None:
+            step.error = outcome
+            run.error = outcome
+
+    async def _compensate(self, definition: JourneyDefinition, run: JourneyRun) -> None:
+        """Undo the finished side-effecting steps, newest first (saga)."""
+        done = [s for s in run.steps if s.status == "ok" and s.finished_seq is not None]
+        for step in sorted(done, key=lambda s: s.finished_seq or 0, reverse=True):
+            spec = definition.step(step.id)
+            contract = self.catalog.get(step.capability, step.unit)
+            if spec.compensate is None or contract is None or not contract.side_effects:
+                continue
+            if step.compensation is not None and step.compensation.outcome == "ok":
+                continue
+            capability = spec.compensate.capability or contract.compensation or ""
+            undo = self.catalog.get(capability, step.unit) or self.catalog.home(capability)
+            payload = calls.resolve(spec.compensate.input, run, own=step.output)
+            step.compensation = await self.caller.compensate(undo, run, step, payload)
+            await self.save(run)
+        run.compensated = True
+        run.status = "timed_out" if run.error and run.error.code == "timeout" else "failed"
+
+    async def _finish(self, definition: JourneyDefinition, run: JourneyRun) -> None:
         for step in run.steps:
             if step.status in ("pending", "running"):
                 step.status = "skipped"
-        run.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-        if run.error is None:
+        run.latency_ms = round(time.time() * 1000 - run.created_ms, 3)
+        if run.status == "running":
             run.status = "completed"
-            run.output = _resolve(definition.output, run)
-        run.bill = self._bill(run)
-        return run
+            run.output = calls.resolve(definition.output, run)
+        run.bill = calls.bill(run, self.catalog)
+        await self.save(run)
+        labels = {"journey": run.journey, "version": str(run.version)}
+        metrics.JOURNEYS.labels(**labels, outcome=run.status).inc()
+        metrics.JOURNEY_SECONDS.labels(**labels).observe(run.latency_ms / 1000)
+        for line in run.bill.by_unit:
+            metrics.JOURNEY_COST.labels(
+                journey=run.journey, unit=line.unit, currency=run.bill.currency
+            ).inc(float(line.price))
 
-    async def _step(
-        self, spec: StepDefinition, run: JourneyRun, step: StepRun, started: float
-    ) -> None:
-        contract = self.catalog[spec.capability]
-        timeout_s = spec.timeout or self.default_timeout_s
-        step.status, step.unit, step.attempts = "running", contract.unit, step.attempts + 1
-        step.started_ms = round((time.perf_counter() - started) * 1000, 3)
-        payload = json.dumps(_resolve(spec.input, run), default=str).encode()
-        try:
-            reply = await self.requester.request(
-                contract.request_topic,
-                payload,
-                timeout_s=timeout_s,
-                key=run.run_id.encode(),
-                extra_headers={
-                    h.JOURNEY_ID: run.run_id,
-                    h.JOURNEY: f"{run.journey}@{run.version}",
-                    h.STEP: spec.id,
-                    h.ATTEMPT: str(step.attempts),
-                },
-            )
-        except TimeoutError:
-            step.status = "timeout"
-            step.error = StepError(
-                step=spec.id, code="timeout", detail=f"no reply within {timeout_s:g}s"
-            )
-            run.status, run.error = "timed_out", step.error
-            return
-        step.latency_ms = round(reply.latency_ms, 3)
-        step.handler_ms, step.cost, step.price = reply.handler_ms, reply.cost, reply.price
-        if reply.error is not None:
-            step.status = "failed" if reply.error in _TECHNICAL else "business_error"
-            step.error = StepError(step=spec.id, code=reply.error, detail=reply.error_detail)
-            run.status, run.error = "failed", step.error
-            return
-        step.status, step.output = "ok", json.loads(reply.body)
-
-    def _bill(self, run: JourneyRun) -> Bill:
-        lines: dict[str, UnitLine] = {}
-        by_step: list[StepLine] = []
-        currency = "EUR"
-        for step in run.steps:
-            if not step.unit or step.latency_ms is None:
-                continue
-            by_step.append(
-                StepLine(
-                    step=step.id,
-                    unit=step.unit,
-                    price=step.price,
-                    cost=step.cost,
-                    latency_ms=step.latency_ms,
-                )
-            )
-            contract = self.catalog[step.capability]
-            currency = contract.pricing.currency
-            line = lines.setdefault(
-                step.unit,
-                UnitLine(
-                    unit=step.unit,
-                    owner=contract.owner,
-                    calls=0,
-                    price=Decimal(0),
-                    cost=Decimal(0),
-                    latency_ms=0.0,
-                ),
-            )
-            line.calls += 1
-            line.price += step.price
-            line.cost += step.cost
-            line.latency_ms = round(line.latency_ms + step.latency_ms, 3)
-        return Bill(
-            currency=currency,
-            total_price=sum((line.price for line in lines.values()), Decimal(0)),
-            total_cost=sum((line.cost for line in lines.values()), Decimal(0)),
-            latency_ms=run.latency_ms or 0.0,
-            by_step=by_step,
-            by_unit=list(lines.values()),
-        )
-
-
-_TECHNICAL = {"unit_failed", "invalid_request", "deadline_exceeded"}
-_MISSING = object()
-
-
-def _lookup(source: Any, path: list[str]) -> Any:
-    for part in path:
-        if not isinstance(source, dict) or part not in source:
-            return _MISSING
-        source = source[part]
-    return source
-
-
-def _resolve(mapping: dict[str, Any], run: JourneyRun) -> dict[str, Any]:
-    scope = {
-        "input": run.input,
-        "steps": {s.id: s.output for s in run.steps if s.output is not None},
-    }
-    out: dict[str, Any] = {}
-    for field, value in mapping.items():
-        ref = parse_ref(value)
-        if ref is None:
-            out[field] = value
-            continue
-        found = _lookup(scope[ref[0]], ref[1])
-        out[field] = None if found is _MISSING else found
-    return out
+    async def stop(self) -> None:
+        await self.caller.drain()

@@ -8,7 +8,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 StepStatus = Literal["pending", "running", "ok", "business_error", "timeout", "failed", "skipped"]
-RunStatus = Literal["running", "completed", "failed", "timed_out"]
+RunStatus = Literal["running", "compensating", "completed", "failed", "timed_out"]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "timed_out"})
 
 
 class StepError(BaseModel):
@@ -19,12 +20,36 @@ class StepError(BaseModel):
     detail: str = ""
 
 
+class Call(BaseModel):
+    """One request/reply exchange with a unit (an attempt, a compensation, a shadow copy)."""
+
+    unit: str
+    capability: str
+    message_id: str
+    outcome: str = "pending"
+    latency_ms: float | None = None
+    timeout_s: float | None = None
+    cost: Decimal = Decimal(0)
+    price: Decimal = Decimal(0)
+    error: str | None = None
+
+
+class ShadowResult(BaseModel):
+    """How a shadow provider's dry-run reply compared with the primary's."""
+
+    unit: str
+    agreement: Literal["agree", "disagree"]
+    differences: list[str] = Field(default_factory=list)
+    latency_ms: float | None = None
+    price: Decimal = Decimal(0)
+
+
 class StepRun(BaseModel):
     """One step of one run."""
 
     id: str
     capability: str
-    unit: str = ""
+    unit: str = Field(default="", description="The provider that served (or last tried).")
     status: StepStatus = "pending"
     attempts: int = 0
     started_ms: float | None = Field(default=None, description="Offset from the journey start.")
@@ -34,6 +59,10 @@ class StepRun(BaseModel):
     price: Decimal = Decimal(0)
     output: dict[str, Any] | None = None
     error: StepError | None = None
+    finished_seq: int | None = Field(default=None, description="Order of completion.")
+    calls: list[Call] = Field(default_factory=list)
+    compensation: Call | None = None
+    shadow: ShadowResult | None = None
 
 
 class StepLine(BaseModel):
@@ -69,7 +98,7 @@ class Bill(BaseModel):
 
 
 class JourneyRun(BaseModel):
-    """One execution of one version of a journey."""
+    """One execution of one version of a journey; the record kept in `mbs.journeys.state`."""
 
     run_id: str
     journey: str
@@ -78,6 +107,14 @@ class JourneyRun(BaseModel):
     input: dict[str, Any]
     output: dict[str, Any] | None = None
     error: StepError | None = None
+    compensated: bool = False
     steps: list[StepRun]
+    created_ms: int = Field(description="Epoch milliseconds.")
+    deadline_ms: int = Field(description="Epoch milliseconds by which the journey must end.")
+    revision: int = Field(default=0, description="Bumped at every state change.")
     latency_ms: float | None = None
     bill: Bill | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL

@@ -16,6 +16,7 @@ from rich.table import Table
 from mbs import console as mbs_console
 from mbs.broker import LocalBroker
 from mbs.cli_contracts import app as contracts_app
+from mbs.cli_new import app as new_app
 from mbs.errors import MbsError
 from mbs.settings import Settings, get_settings
 
@@ -34,6 +35,7 @@ run_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(run_app, name="run")
 app.add_typer(contracts_app, name="contracts")
+app.add_typer(new_app, name="new")
 
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Broker port [env: MBS_BROKER_PORT, default 9092].")
@@ -167,7 +169,7 @@ def list_units() -> None:
 
 @app.command("demo")
 def demo(
-    journeys: Annotated[int, typer.Option(help="How many sample journeys to run.")] = 5,
+    journeys: Annotated[int, typer.Option(help="How many sample orders to run.")] = 6,
 ) -> None:
     """Start Kafka, the units and the gateway; run journeys; show results and bills; clean up."""
     from mbs.demo import run_demo

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from types import FrameType
@@ -17,14 +16,38 @@ from mbs.broker import LocalBroker
 from mbs.processes import ProcessGroup, free_port, wait_http_ok
 from mbs.settings import Settings
 
-UNITS = ("pricing", "inventory")
-SAMPLE_ORDERS: list[dict[str, Any]] = [
-    {"order_id": "A-1001", "sku": "grinder-c40", "quantity": 1},
-    {"order_id": "A-1002", "sku": "espresso-beans-1kg", "quantity": 12},
-    {"order_id": "A-1003", "sku": "milk-jug-350ml", "quantity": 3},
-    {"order_id": "A-1004", "sku": "descaler-500ml", "quantity": 2},
-    {"order_id": "A-1005", "sku": "grinder-c40", "quantity": 25},
-    {"order_id": "A-1006", "sku": "tamper-58mm", "quantity": 1},
+UNITS = (
+    "pricing",
+    "inventory",
+    "payments",
+    "fraud",
+    "shipping",
+    "notifications",
+    "fastship",
+    "paylater",
+)
+API_KEY = {"X-API-Key": "dev-caller-key"}
+_ORDER = {"customer_id": "cust-1", "country": "DE", "postcode": "10115", "card_token": "tok-4242"}
+# (what it shows, the order): each sample exercises one behaviour of the platform
+SAMPLE_ORDERS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "happy path, FastShip is cheapest",
+        {"order_id": "A-1001", "sku": "grinder-c40", "quantity": 1},
+    ),
+    ("volume discount", {"order_id": "A-1002", "sku": "espresso-beans-1kg", "quantity": 12}),
+    (
+        "FastShip refuses US: failover",
+        {"order_id": "A-1003", "sku": "milk-jug-350ml", "quantity": 3, "country": "US"},
+    ),
+    (
+        "card declined: stock released",
+        {"order_id": "A-1004", "sku": "grinder-c40", "quantity": 1, "card_token": "tok-0000"},
+    ),
+    (
+        "fraud blocks: stock released",
+        {"order_id": "A-1005", "sku": "grinder-c40", "quantity": 1, "customer_id": "fraud-77"},
+    ),
+    ("out of stock", {"order_id": "A-1006", "sku": "descaler-500ml", "quantity": 2}),
 ]
 
 
@@ -68,28 +91,50 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def _run_orders(base: str, count: int, say: Callable[[str], None]) -> list[dict[str, Any]]:
     results = []
-    with httpx.Client(base_url=base, timeout=30.0) as client:
+    with httpx.Client(base_url=base, timeout=60.0, headers=API_KEY) as client:
         for i in range(count):
-            order = SAMPLE_ORDERS[i % len(SAMPLE_ORDERS)]
-            started = time.perf_counter()
-            response = client.post("/journeys/quote-and-reserve", json=order)
+            story, order = SAMPLE_ORDERS[i % len(SAMPLE_ORDERS)]
+            order = {**_ORDER, **order, "order_id": f"{order['order_id']}-{i}"}
+            response = client.post("/journeys/order-to-delivery", json=order)
             run = response.json()
-            run["http_status"] = response.status_code
-            run["wall_ms"] = (time.perf_counter() - started) * 1000
-            say(f"journey {i + 1}/{count}: {order['order_id']} -> {run.get('status')}")
+            run["http_status"], run["story"] = response.status_code, story
+            say(f"journey {i + 1}/{count} ({story}): {order['order_id']} -> {run.get('status')}")
             results.append(run)
+        first = next((r for r in results if r.get("status") == "completed"), None)
+        if first is not None:
+            results.append(_return(client, first, say))
     return results
+
+
+def _return(
+    client: httpx.Client, order_run: dict[str, Any], say: Callable[[str], None]
+) -> dict[str, Any]:
+    steps = {s["id"]: s for s in order_run["steps"]}
+    response = client.post(
+        "/journeys/return-and-refund",
+        json={
+            "order_id": order_run["input"]["order_id"],
+            "customer_id": order_run["input"]["customer_id"],
+            "charge_id": steps["pay"]["output"]["charge_id"],
+            "reservation_id": steps["reserve"]["output"]["reservation_id"],
+        },
+    )
+    run: dict[str, Any] = response.json()
+    run["http_status"], run["story"] = response.status_code, "return and refund"
+    say(f"return of {order_run['input']['order_id']} -> {run.get('status')}")
+    return run
 
 
 def _print(results: list[dict[str, Any]]) -> None:
     console = mbs_console.stdout()
-    table = Table(title="Journeys: quote-and-reserve (each step a separate unit process)")
+    table = Table(title="Journeys (every step served by a separate unit process over Kafka)")
     for column in (
-        "order",
+        "journey / order",
+        "shows",
         "HTTP",
         "status",
         "output / error",
-        "step latency",
+        "steps: unit, latency",
         "price EUR",
         "cost EUR",
     ):
@@ -98,14 +143,10 @@ def _print(results: list[dict[str, Any]]) -> None:
     for run in results:
         bill = run.get("bill") or {}
         outcome = run.get("output") or run.get("error") or {}
-        steps = "\n".join(
-            f"{s['id']} {s['latency_ms']:.1f}ms"
-            if s.get("latency_ms") is not None
-            else f"{s['id']} {s['status']}"
-            for s in run.get("steps", [])
-        )
+        steps = "\n".join(_step_line(s) for s in run.get("steps", []))
         table.add_row(
-            run.get("input", {}).get("order_id", "?"),
+            f"{run.get('journey', '?')}\n{run.get('input', {}).get('order_id', '?')}",
+            run.get("story", ""),
             str(run["http_status"]),
             _styled(run.get("status", "?")),
             _short(outcome),
@@ -129,6 +170,15 @@ def _print(results: list[dict[str, Any]]) -> None:
     console.print(bills)
 
 
+def _step_line(step: dict[str, Any]) -> str:
+    tried = [c["unit"] for c in step.get("calls", [])]
+    who = " -> ".join(tried) if len(tried) > 1 else step.get("unit") or "-"
+    timing = f" {step['latency_ms']:.0f}ms" if step.get("latency_ms") is not None else ""
+    undo = " (undone)" if (step.get("compensation") or {}).get("outcome") == "ok" else ""
+    status = "" if step["status"] == "ok" else f" {step['status']}"
+    return f"{step['id']}: {who}{timing}{status}{undo}"
+
+
 def _money(value: str | None) -> str:
     return "-" if value is None else f"{Decimal(value):.4f}"
 
@@ -141,4 +191,7 @@ def _styled(status: str) -> str:
 def _short(outcome: dict[str, Any]) -> str:
     if "code" in outcome:
         return f"{outcome['step']}: {outcome['code']}\n{outcome.get('detail', '')}"
-    return "\n".join(f"{k}={v}" for k, v in outcome.items() if not k.endswith("_id"))
+    return "\n".join(f"{k}={v}" for k, v in outcome.items() if k not in _NOISE)
+
+
+_NOISE = frozenset({"charge_id", "reservation_id", "refund_id", "currency"})

@@ -26,3 +26,27 @@ UNIT_REVENUE = Counter(
 UNIT_DLQ = Counter(
     "mbs_unit_dlq", "Requests sent to the dead-letter topic.", ["unit", "capability", "reason"]
 )
+
+STEP_SECONDS = Histogram(
+    "mbs_step_seconds",
+    "Step latency seen by the gateway (request to reply).",
+    ["journey", "step", "unit", "provider"],
+    buckets=LATENCY_BUCKETS,
+)
+JOURNEYS = Counter(
+    "mbs_journeys", "Finished journeys by outcome.", ["journey", "version", "outcome"]
+)
+JOURNEY_SECONDS = Histogram(
+    "mbs_journey_seconds",
+    "Journey latency, start to end.",
+    ["journey", "version"],
+    buckets=LATENCY_BUCKETS,
+)
+JOURNEY_COST = Counter(
+    "mbs_journey_cost", "What journeys paid the units, by unit.", ["journey", "unit", "currency"]
+)
+SHADOW_COMPARISONS = Counter(
+    "mbs_shadow_comparisons",
+    "Shadow replies compared with the primary's.",
+    ["capability", "provider", "agreement"],
+)

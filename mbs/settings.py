@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "mbs"
+
+
+class ApiKey(BaseModel):
+    """Who holds an API key and what they may do."""
+
+    caller: str
+    role: Literal["caller", "admin", "partner"]
+
+
+DEV_API_KEYS = {
+    "dev-caller-key": ApiKey(caller="webshop", role="caller"),
+    "dev-admin-key": ApiKey(caller="ops", role="admin"),
+    "dev-fastship-key": ApiKey(caller="fastship", role="partner"),
+    "dev-paylater-key": ApiKey(caller="paylater", role="partner"),
+}
 
 
 class Settings(BaseSettings):
@@ -46,6 +62,13 @@ class Settings(BaseSettings):
     journeys_dir: Path | None = Field(
         default=None, description="Journey YAML directory (default: gateway/journeys)."
     )
+    api_keys: dict[str, ApiKey] = Field(
+        default_factory=lambda: dict(DEV_API_KEYS),
+        description='JSON: {"key": {"caller": "webshop", "role": "caller|admin|partner"}}.',
+    )
+    journeys_topic: str = Field(default="mbs.journeys.state", description="Journey log topic.")
+    definitions_topic: str = Field(default="mbs.journeys.defs", description="Versions topic.")
+    gateway_group: str = Field(default="mbs.gateway", description="Executor consumer group.")
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."
     )

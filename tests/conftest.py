@@ -28,12 +28,25 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """Settings pointing at the session broker, with a private home directory."""
-    return Settings(kafka_bootstrap=kafka_bootstrap, home=tmp_path_factory.mktemp("mbs-home"))
-
-
-@pytest.fixture
 def uid() -> str:
     """A short unique suffix for topic, group and unit names on the shared broker."""
     return uuid.uuid4().hex[:10]
+
+
+def private_topics(uid: str) -> dict[str, str]:
+    """MBS_* variables giving a gateway its own journey log, definitions, registry and group."""
+    return {
+        "MBS_JOURNEYS_TOPIC": f"test.journeys.state.{uid}",
+        "MBS_DEFINITIONS_TOPIC": f"test.journeys.defs.{uid}",
+        "MBS_CONTRACTS_TOPIC": f"test.contracts.{uid}",
+        "MBS_GATEWAY_GROUP": f"test.gateway.{uid}",
+    }
+
+
+@pytest.fixture
+def settings(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory, uid: str) -> Settings:
+    """Settings pointing at the session broker, with private topics and home directory."""
+    topics = {k.removeprefix("MBS_").lower(): v for k, v in private_topics(uid).items()}
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap, home=tmp_path_factory.mktemp("mbs-home"), **topics
+    )

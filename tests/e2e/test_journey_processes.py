@@ -40,8 +40,11 @@ def gateway_url(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) 
     assert all(not child.alive() for child in group.children)
 
 
+KEY = {"X-API-Key": "dev-caller-key"}
+
+
 def post(url: str, body: object) -> httpx.Response:
-    return httpx.post(f"{url}/journeys/quote-and-reserve", json=body, timeout=30)
+    return httpx.post(f"{url}/journeys/quote-and-reserve", json=body, timeout=30, headers=KEY)
 
 
 def test_journey_runs_across_unit_processes(gateway_url: str) -> None:
@@ -61,7 +64,7 @@ def test_journey_runs_across_unit_processes(gateway_url: str) -> None:
     assert Decimal(bill["total_price"]) == sum(Decimal(s["price"]) for s in run["steps"])
     assert Decimal(bill["total_cost"]) == sum(Decimal(s["cost"]) for s in run["steps"])
     assert {line["unit"] for line in bill["by_unit"]} == {"pricing", "inventory"}
-    fetched = httpx.get(gateway_url + response.headers["location"]).json()
+    fetched = httpx.get(gateway_url + response.headers["location"], headers=KEY).json()
     assert fetched["run_id"] == run["run_id"]
     assert fetched["status"] == "completed"
 
@@ -80,7 +83,7 @@ def test_bad_requests_get_4xx_naming_the_problem(gateway_url: str) -> None:
     assert missing.status_code == 422
     assert "quantity" in missing.json()["detail"]
     assert "sku" in missing.json()["detail"]
-    unknown = httpx.post(f"{gateway_url}/journeys/no-such-journey", json={})
+    unknown = httpx.post(f"{gateway_url}/journeys/no-such-journey", json={}, headers=KEY)
     assert unknown.status_code == 404
     assert "quote-and-reserve" in unknown.json()["detail"]
     not_object = post(gateway_url, [1, 2])
@@ -91,20 +94,21 @@ def test_async_start_returns_202_and_the_run_finishes(gateway_url: str) -> None:
     response = httpx.post(
         f"{gateway_url}/journeys/quote-and-reserve",
         json={"order_id": "e2e-4", "sku": "espresso-beans-1kg", "quantity": 1},
-        headers={"Prefer": "respond-async"},
+        headers={"Prefer": "respond-async", **KEY},
     )
     assert response.status_code == 202
     location = gateway_url + response.headers["location"]
     deadline = time.monotonic() + 20
     status = "running"
-    while status == "running" and time.monotonic() < deadline:
-        status = httpx.get(location).json()["status"]
+    while status in ("running", "compensating", "unseen") and time.monotonic() < deadline:
+        polled = httpx.get(location, headers=KEY)
+        status = polled.json()["status"] if polled.status_code == 200 else "unseen"
         time.sleep(0.05)
     assert status == "completed"
 
 
 async def test_concurrent_journeys_all_complete(gateway_url: str) -> None:
-    async with httpx.AsyncClient(base_url=gateway_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=30, headers=KEY) as client:
         responses = await asyncio.gather(
             *(
                 client.post(

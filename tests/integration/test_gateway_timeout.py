@@ -10,7 +10,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from gateway.app import create_app
-from mbs.contract import Contract
+from gateway.catalog import Catalog
 from mbs.settings import Settings
 from tests.unit_kit_cases import contract_for
 
@@ -36,15 +36,16 @@ def test_step_without_reply_times_out_with_504(
         ],
     }
     (journeys / "lonely.yaml").write_text(yaml.safe_dump(doc))
-    catalog: dict[str, Contract] = {silent.capability: silent}
-    app = create_app(settings.model_copy(update={"journeys_dir": journeys}), catalog)
-    with TestClient(app) as client:
+    app = create_app(settings.model_copy(update={"journeys_dir": journeys}), Catalog([silent]))
+    with TestClient(app, headers={"X-API-Key": "dev-caller-key"}) as client:
         assert client.get("/readyz").json() == {"ready": True}
         response = client.post("/journeys/lonely", json={"sku": "grinder-c40"})
         assert response.status_code == 504
         run = response.json()
         assert run["status"] == "timed_out"
-        assert run["error"] == {"step": "ask", "code": "timeout", "detail": "no reply within 1.5s"}
+        assert run["error"]["step"] == "ask"
+        assert run["error"]["code"] == "timeout"
+        assert run["error"]["detail"] == f"no reply from {silent.unit} within 1.5s"
         assert run["steps"][0]["status"] == "timeout"
         follow_up = client.get(response.headers["location"])
         assert follow_up.status_code == 200

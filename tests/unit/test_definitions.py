@@ -8,10 +8,11 @@ import pytest
 import yaml
 
 import contracts
+from gateway.catalog import Catalog
 from gateway.definitions import JOURNEYS_DIR, load_all, load_file
 from mbs.errors import JourneyDefinitionError
 
-CATALOG = dict(contracts.by_capability())
+CATALOG = Catalog(contracts.all_contracts())
 
 
 def write(tmp_path: Path, doc: dict[str, object]) -> Path:

@@ -1,0 +1,174 @@
+"""The journey log: every state change of every run, in `mbs.journeys.state` (compacted).
+
+A run is written before the engine acts on it. Two readers follow the log:
+- the *observer* (every gateway instance, all partitions) keeps recent runs for
+  `GET /journeys/{name}/runs/{id}` and wakes the HTTP call waiting for a run to finish;
+- the *executor* (consumer group `mbs.gateway`, so each partition has one owner) runs the
+  journeys of its partitions. On assignment it replays its partitions and resumes every run
+  that has not finished, so a gateway killed mid-journey loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from gateway.models import JourneyRun
+from mbs.topics import ensure_topics
+
+log = logging.getLogger("mbs.gateway.runlog")
+STATE_PARTITIONS = 6
+STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+KEPT_RUNS = 20_000
+
+RunHandler = Callable[[JourneyRun, int, int], Awaitable[None]]
+RevokeHandler = Callable[[set[int]], Awaitable[None]]
+AssignHandler = Callable[[dict[int, int]], Awaitable[None]]
+
+
+class RunLog:
+    """Writes runs to the state topic and follows it as observer and executor."""
+
+    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
+        self.bootstrap, self.topic, self.group = bootstrap, topic, group
+        self.runs: OrderedDict[str, JourneyRun] = OrderedDict()
+        self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._consumers: list[AIOKafkaConsumer] = []
+
+    async def start(
+        self, on_run: RunHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
+    ) -> None:
+        await ensure_topics(
+            self.bootstrap, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
+        )
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+        )
+        await self._producer.start()
+        observer = await self._observer()
+        executor = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=1000,
+        )
+        await executor.start()
+        executor.subscribe([self.topic], listener=_Replay(executor, on_assigned, on_revoked))
+        self._consumers = [observer, executor]
+        self._tasks = [
+            asyncio.create_task(self._follow(observer, self._observe), name="runlog-observer"),
+            asyncio.create_task(self._follow(executor, on_run), name="runlog-executor"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for consumer in self._consumers:
+            await consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def save(self, run: JourneyRun) -> None:
+        """Write the run's new state and wait until the broker has it (acks=all)."""
+        assert self._producer is not None, "start() first"
+        run.revision += 1
+        await self._producer.send_and_wait(
+            self.topic, run.model_dump_json().encode(), key=run.run_id.encode()
+        )
+
+    async def wait_finished(self, run_id: str, timeout_s: float) -> JourneyRun | None:
+        """The run once finished; None if it is still running after `timeout_s`."""
+        known = self.runs.get(run_id)
+        if known is not None and known.finished:
+            return known
+        future: asyncio.Future[JourneyRun] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(run_id, []).append(future)
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._waiters.get(run_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiters.pop(run_id, None)
+
+    async def _observer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+        )
+        await consumer.start()
+        parts = [TopicPartition(self.topic, p) for p in range(STATE_PARTITIONS)]
+        consumer.assign(parts)
+        for tp, offset in (await consumer.beginning_offsets(parts)).items():
+            consumer.seek(tp, offset)
+        return consumer
+
+    async def _observe(self, run: JourneyRun, partition: int, offset: int) -> None:
+        known = self.runs.get(run.run_id)
+        if known is not None and known.revision > run.revision and not run.finished:
+            return  # an older write arriving late from a second writer
+        self.runs[run.run_id] = run
+        self.runs.move_to_end(run.run_id)
+        while len(self.runs) > KEPT_RUNS:
+            self.runs.popitem(last=False)
+        if run.finished:
+            for future in self._waiters.pop(run.run_id, []):
+                if not future.done():
+                    future.set_result(run)
+
+    async def _follow(self, consumer: AIOKafkaConsumer, handle: RunHandler) -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, records in batches.items():
+                for record in records:
+                    if record.value is None:
+                        continue
+                    try:
+                        run = JourneyRun.model_validate_json(record.value)
+                    except ValueError:
+                        log.exception("unreadable run record at %s@%d", tp, record.offset)
+                        continue
+                    try:
+                        await handle(run, tp.partition, record.offset)
+                    except Exception:
+                        log.exception("handling run %s failed", run.run_id)
+
+
+class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Reads assigned partitions from their beginning, so unfinished runs are found again."""
+
+    def __init__(
+        self, consumer: AIOKafkaConsumer, on_assigned: AssignHandler, on_revoked: RevokeHandler
+    ) -> None:
+        self.consumer = consumer
+        self.on_assigned = on_assigned
+        self.on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.on_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        if not assigned:
+            return
+        for tp, offset in (await self.consumer.beginning_offsets(list(assigned))).items():
+            self.consumer.seek(tp, offset)
+        ends = await self.consumer.end_offsets(list(assigned))
+        await self.on_assigned({tp.partition: end for tp, end in ends.items()})
+        log.info("executing journeys of partitions %s", sorted(tp.partition for tp in assigned))
