@@ -122,6 +122,7 @@ class Caller:
         shadow: bool = False,
     ) -> Reply | None:
         call.timeout_s = round(max(timeout, 0.0), 3)
+        call.started_ms = round(time.time() * 1000 - run.created_ms, 3)
         if timeout <= 0:
             call.error = "timeout"
             return None

@@ -27,6 +27,7 @@ class Call(BaseModel):
     capability: str
     message_id: str
     outcome: str = "pending"
+    started_ms: float | None = Field(default=None, description="Offset from the journey start.")
     latency_ms: float | None = None
     timeout_s: float | None = None
     cost: Decimal = Decimal(0)

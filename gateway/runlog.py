@@ -59,7 +59,7 @@ class RunLog:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             fetch_max_wait_ms=20,
-            session_timeout_ms=10_000,
+            session_timeout_ms=6_000,
             heartbeat_interval_ms=1000,
         )
         await executor.start()

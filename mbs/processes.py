@@ -74,6 +74,12 @@ class ProcessGroup:
                 child.popen.wait()
         self.children.clear()
 
+    def kill(self, child: Process) -> None:
+        """SIGKILL one child (a crash, for tests and drills) and stop watching it."""
+        _signal_group(child.popen.pid, signal.SIGKILL)
+        child.popen.wait()
+        self.children.remove(child)
+
     def check_alive(self) -> None:
         for child in self.children:
             if not child.alive():

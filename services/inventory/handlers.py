@@ -9,7 +9,7 @@ from contracts.inventory import Release, ReleaseRequest, Reservation, ReserveReq
 from mbs.errors import BusinessError
 
 OPENING_STOCK = {
-    "espresso-beans-1kg": 500,
+    "espresso-beans-1kg": 5000,
     "grinder-c40": 20,
     "milk-jug-350ml": 100,
     "descaler-500ml": 0,

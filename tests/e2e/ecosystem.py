@@ -1,0 +1,113 @@
+"""The ecosystem as separate processes for end-to-end tests: units, one or more gateways."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mbs.processes import Process, ProcessGroup, free_port, wait_http_ok
+from tests.conftest import private_topics
+
+CALLER = {"X-API-Key": "dev-caller-key"}
+ADMIN = {"X-API-Key": "dev-admin-key"}
+ALL_UNITS = (
+    "pricing",
+    "inventory",
+    "payments",
+    "fraud",
+    "shipping",
+    "notifications",
+    "fastship",
+    "paylater",
+)
+
+
+def order(i: int, **overrides: Any) -> dict[str, Any]:
+    """An order-to-delivery input that succeeds unless overridden."""
+    return {
+        "order_id": f"e2e-{uuid.uuid4().hex[:8]}-{i}",
+        "sku": "espresso-beans-1kg",
+        "quantity": 1,
+        "customer_id": "cust-1",
+        "country": "DE",
+        "postcode": "10115",
+        "card_token": "tok-4242",
+        **overrides,
+    }
+
+
+@dataclass
+class Ecosystem:
+    """Units and gateways sharing one private journey log, definitions and registry."""
+
+    bootstrap: str
+    log_dir: Path
+    topics: dict[str, str] = field(default_factory=lambda: private_topics(uuid.uuid4().hex[:10]))
+    group: ProcessGroup | None = None
+    gateways: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.group = ProcessGroup(
+            self.log_dir,
+            env={"MBS_KAFKA_BOOTSTRAP": self.bootstrap, "MBS_UNIT_PORT": "0", **self.topics},
+        )
+
+    def start_units(self, *names: str) -> None:
+        assert self.group is not None
+        for name in names:
+            self.group.start(name, "run", "unit", name)
+
+    def start_gateway(self, name: str = "gateway") -> str:
+        assert self.group is not None
+        port = free_port()
+        self.group.env = {**self.group.env, "MBS_GATEWAY_PORT": str(port)}
+        self.group.start(name, "run", "gateway")
+        url = f"http://127.0.0.1:{port}"
+        wait_http_ok(f"{url}/readyz", self.group, timeout_s=90)
+        self.gateways[name] = url
+        return url
+
+    def process(self, name: str) -> Process:
+        assert self.group is not None
+        return next(c for c in reversed(self.group.children) if c.name == name)
+
+    def stop(self) -> None:
+        if self.group is not None:
+            self.group.stop()
+
+
+async def submit(client: httpx.AsyncClient, journey: str, body: dict[str, Any]) -> str:
+    """Start a journey without waiting; returns its run location."""
+    response = await client.post(
+        f"/journeys/{journey}", json=body, headers={**CALLER, "Prefer": "respond-async"}
+    )
+    assert response.status_code == 202, response.text
+    return str(response.headers["location"])
+
+
+async def wait_all(
+    client: httpx.AsyncClient, locations: list[str], timeout_s: float
+) -> dict[str, dict[str, Any]]:
+    """Poll every run until it has finished; fails listing what is still open."""
+    done: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout_s
+    while len(done) < len(locations):
+        for location in [loc for loc in locations if loc not in done]:
+            response = await client.get(location, headers=CALLER)
+            if response.status_code == 200 and response.json()["status"] in (
+                "completed",
+                "failed",
+                "timed_out",
+            ):
+                done[location] = response.json()
+        if time.monotonic() > deadline:
+            open_runs = len(locations) - len(done)
+            raise AssertionError(f"{open_runs} of {len(locations)} runs did not finish")
+        await asyncio.sleep(0.2)
+    return done
