@@ -39,7 +39,7 @@ def kit_contract(uid: str) -> Any:
 def wire_kit(broker: KafkaBroker, bootstrap: str, uid: str, concurrency: int) -> tuple[str, str]:
     contract = kit_contract(uid)
     unit = Unit(contract.unit, [Binding(contract, quote)], concurrency=concurrency)
-    unit.attach(broker, KafkaReplyStore(broker, bootstrap, unit.name))
+    unit.attach(broker, KafkaReplyStore(bootstrap=bootstrap, unit=unit.name))
     return contract.request_topic, contract.reply_topic
 
 
@@ -72,8 +72,6 @@ async def run(
     broker = KafkaBroker(bootstrap, logger=None)
     request_topic, reply_topic = wire(broker, bootstrap, uid, concurrency)
     await ensure_topics(bootstrap, [request_topic, reply_topic, f"{request_topic}.dlq"])
-    if name == "kit":
-        await ensure_topics(bootstrap, [f"mbs.dedup.b{uid}"], partitions=1)
     async with Probe(bootstrap, reply_topic) as probe, broker:
         await broker.start()
         await asyncio.sleep(3)  # group join

@@ -67,7 +67,8 @@ async def start_journey(
         run = gateway.engine.new_run(definition, journey_input)
     except JourneyInputError as exc:
         raise HTTPException(422, str(exc)) from exc
-    await gateway.runlog.save(run)  # durable before anything runs
+    partition = await gateway.runlog.save(run)  # durable before anything runs
+    gateway.executor.take(run, partition)
     if prefer and "respond-async" in prefer.lower():
         return _respond(run, 202)
     finished = await gateway.runlog.wait_finished(run.run_id, definition.timeout + WAIT_MARGIN_S)
@@ -76,7 +77,7 @@ async def start_journey(
 
 async def get_run(name: str, run_id: str, request: Request, caller: Caller) -> JourneyRun:
     """One run: each step's status, provider, attempts, latency, cost, and the bill."""
-    run = _gateway(request).runlog.runs.get(run_id)
+    run = _gateway(request).runlog.get(run_id)
     if run is None or run.journey != name:
         raise HTTPException(404, f"no run {run_id!r} of journey {name!r}")
     return run

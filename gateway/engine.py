@@ -21,7 +21,7 @@ from mbs import metrics
 from mbs.errors import MbsError
 from mbs.rpc import Requester
 
-Save = Callable[[JourneyRun], Awaitable[None]]
+Save = Callable[[JourneyRun], Awaitable[object]]
 _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
@@ -91,7 +91,8 @@ class JourneyEngine:
             for task in finished:
                 done.add(running.pop(task))
                 task.result()
-            await self.save(run)  # the outcome is durable before dependants start
+            if run.error is None and len(done) < len(steps):
+                await self.save(run)  # outcomes are durable before dependants start
         for task in running:  # a failure elsewhere: abandon what is still waiting
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)

@@ -27,7 +27,7 @@ class Executor:
         self.active: dict[str, tuple[asyncio.Task[None], int]] = {}
         self.finished: OrderedDict[str, int] = OrderedDict()  # run id -> final revision
         self.replay_end: dict[int, int] = {}
-        self.pending: dict[int, dict[str, JourneyRun]] = {}
+        self.pending: dict[int, dict[str, bytes]] = {}
         self.resumed = 0
 
     async def on_assigned(self, ends: dict[int, int]) -> None:
@@ -45,19 +45,29 @@ class Executor:
             self.replay_end.pop(partition, None)
             self.pending.pop(partition, None)
 
-    async def on_run(self, run: JourneyRun, partition: int, offset: int) -> None:
+    async def on_record(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
         """Every record of an owned partition: buffered while replaying, else acted on."""
         if offset + 1 < self.replay_end.get(partition, 0):
-            self.pending.setdefault(partition, {})[run.run_id] = run
+            self.pending.setdefault(partition, {})[run_id] = value
             return
-        for earlier in self.pending.pop(partition, {}).values():
-            if earlier.run_id != run.run_id:
-                self._consider(earlier, partition, resumed=True)
-        self._consider(run, partition, resumed=offset + 1 == self.replay_end.get(partition))
+        for earlier_id, earlier in self.pending.pop(partition, {}).items():
+            if earlier_id != run_id:
+                self._consider(JourneyRun.model_validate_json(earlier), partition, resumed=True)
+        if run_id in self.active or run_id in self.finished:
+            return  # our own writes, read back
+        resumed = offset + 1 == self.replay_end.get(partition)
+        self._consider(JourneyRun.model_validate_json(value), partition, resumed=resumed)
+
+    def take(self, run: JourneyRun, partition: int) -> bool:
+        """Start a run this gateway just accepted, if it owns the run's partition (no hop)."""
+        if partition not in self.replay_end or self.pending.get(partition):
+            return False
+        self._consider(run, partition, resumed=False)
+        return run.run_id in self.active
 
     def _consider(self, run: JourneyRun, partition: int, *, resumed: bool) -> None:
         if run.run_id in self.active:
-            return  # our own writes, read back
+            return
         if run.finished or run.revision <= self.finished.get(run.run_id, -1):
             self._remember(run.run_id, run.revision if run.finished else -1)
             return
@@ -80,6 +90,7 @@ class Executor:
         try:
             await self.engine.run(definition, run)
             self._remember(run.run_id, run.revision)
+            self.runlog.finished_here(run)
         finally:
             self.active.pop(run.run_id, None)
 

@@ -26,7 +26,7 @@ STATE_PARTITIONS = 6
 STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 KEPT_RUNS = 20_000
 
-RunHandler = Callable[[JourneyRun, int, int], Awaitable[None]]
+RecordHandler = Callable[[str, bytes, int, int], Awaitable[None]]
 RevokeHandler = Callable[[set[int]], Awaitable[None]]
 AssignHandler = Callable[[dict[int, int]], Awaitable[None]]
 
@@ -36,20 +36,20 @@ class RunLog:
 
     def __init__(self, bootstrap: str, topic: str, group: str) -> None:
         self.bootstrap, self.topic, self.group = bootstrap, topic, group
-        self.runs: OrderedDict[str, JourneyRun] = OrderedDict()
+        self._runs: OrderedDict[str, bytes | JourneyRun] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: list[AIOKafkaConsumer] = []
 
     async def start(
-        self, on_run: RunHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
+        self, on_record: RecordHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
     ) -> None:
         await ensure_topics(
             self.bootstrap, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
         )
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=1
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
         )
         await self._producer.start()
         observer = await self._observer()
@@ -67,7 +67,7 @@ class RunLog:
         self._consumers = [observer, executor]
         self._tasks = [
             asyncio.create_task(self._follow(observer, self._observe), name="runlog-observer"),
-            asyncio.create_task(self._follow(executor, on_run), name="runlog-executor"),
+            asyncio.create_task(self._follow(executor, on_record), name="runlog-executor"),
         ]
 
     async def stop(self) -> None:
@@ -80,17 +80,33 @@ class RunLog:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def save(self, run: JourneyRun) -> None:
-        """Write the run's new state and wait until the broker has it (acks=all)."""
+    async def save(self, run: JourneyRun) -> int:
+        """Write the run's new state, wait until the broker has it (acks=all); its partition."""
         assert self._producer is not None, "start() first"
         run.revision += 1
-        await self._producer.send_and_wait(
+        meta = await self._producer.send_and_wait(
             self.topic, run.model_dump_json().encode(), key=run.run_id.encode()
         )
+        return int(meta.partition)
+
+    def get(self, run_id: str) -> JourneyRun | None:
+        """A run this gateway has seen (its own or read from the log), newest state."""
+        found = self._runs.get(run_id)
+        if isinstance(found, bytes):
+            found = JourneyRun.model_validate_json(found)
+            self._runs[run_id] = found
+        return found
+
+    def finished_here(self, run: JourneyRun) -> None:
+        """This gateway ended the run: wake its waiters now rather than via the log."""
+        self._keep(run.run_id, run)
+        for future in self._waiters.pop(run.run_id, []):
+            if not future.done():
+                future.set_result(run)
 
     async def wait_finished(self, run_id: str, timeout_s: float) -> JourneyRun | None:
         """The run once finished; None if it is still running after `timeout_s`."""
-        known = self.runs.get(run_id)
+        known = self.get(run_id)
         if known is not None and known.finished:
             return known
         future: asyncio.Future[JourneyRun] = asyncio.get_running_loop().create_future()
@@ -120,35 +136,36 @@ class RunLog:
             consumer.seek(tp, offset)
         return consumer
 
-    async def _observe(self, run: JourneyRun, partition: int, offset: int) -> None:
-        known = self.runs.get(run.run_id)
-        if known is not None and known.revision > run.revision and not run.finished:
-            return  # an older write arriving late from a second writer
-        self.runs[run.run_id] = run
-        self.runs.move_to_end(run.run_id)
-        while len(self.runs) > KEPT_RUNS:
-            self.runs.popitem(last=False)
-        if run.finished:
-            for future in self._waiters.pop(run.run_id, []):
-                if not future.done():
-                    future.set_result(run)
+    async def _observe(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
+        """Keep the raw record; parse only what someone is waiting for."""
+        known = self._runs.get(run_id)
+        if isinstance(known, JourneyRun) and known.finished:
+            return  # finished here: a late echo of an earlier state must not replace it
+        self._keep(run_id, value)
+        if run_id in self._waiters:
+            run = self.get(run_id)
+            if run is not None and run.finished:
+                for future in self._waiters.pop(run_id, []):
+                    if not future.done():
+                        future.set_result(run)
 
-    async def _follow(self, consumer: AIOKafkaConsumer, handle: RunHandler) -> None:
+    def _keep(self, run_id: str, value: bytes | JourneyRun) -> None:
+        self._runs[run_id] = value
+        self._runs.move_to_end(run_id)
+        while len(self._runs) > KEPT_RUNS:
+            self._runs.popitem(last=False)
+
+    async def _follow(self, consumer: AIOKafkaConsumer, handle: RecordHandler) -> None:
         while True:
             batches = await consumer.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
-                    if record.value is None:
+                    if record.value is None or record.key is None:
                         continue
                     try:
-                        run = JourneyRun.model_validate_json(record.value)
-                    except ValueError:
-                        log.exception("unreadable run record at %s@%d", tp, record.offset)
-                        continue
-                    try:
-                        await handle(run, tp.partition, record.offset)
+                        await handle(record.key.decode(), record.value, tp.partition, record.offset)
                     except Exception:
-                        log.exception("handling run %s failed", run.run_id)
+                        log.exception("run record %s@%d could not be handled", tp, record.offset)
 
 
 class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -49,7 +49,7 @@ class Gateway:
         units = {c.unit for c in self.catalog.contracts()}
         await self.requester.start(h.reply_topic(unit) for unit in units)
         await self.runlog.start(
-            self.executor.on_run, self.executor.on_assigned, self.executor.on_revoked
+            self.executor.on_record, self.executor.on_assigned, self.executor.on_revoked
         )
         self.ready = True
         log.info("gateway ready: journeys %s", ", ".join(self.definitions.names()))

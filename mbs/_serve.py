@@ -175,8 +175,9 @@ class Server:
         if error is not None:
             out[h.ERROR], out[h.ERROR_DETAIL] = error[0], error[1][:500]
         body = b"{}" if reply is None else reply.model_dump_json().encode()
-        if remember:  # stored before it is sent: a crash in between re-sends the same reply
-            await self.store.put(hdrs[h.MESSAGE_ID], StoredReply(body, out))
+        if remember:  # the reply log is the memory: the published reply is the durable record
+            out[h.REQUEST_ID] = hdrs[h.MESSAGE_ID]
+            await self.store.put(hdrs[h.MESSAGE_ID], StoredReply(body, dict(out)))
         if not shadow:  # a dry run is the candidate's cost of winning business, not billed
             metrics.UNIT_COST.labels(**self.money).inc(float(cost))
             metrics.UNIT_REVENUE.labels(**self.money).inc(float(price))

@@ -1,19 +1,18 @@
 """Replies remembered by request `mbs-message-id`, so a redelivered request is answered again
-without running its handler twice, also after the unit restarts (the store is a Kafka topic)."""
+without running its handler twice, also after the unit restarts.
+
+The unit's reply topic is the memory: every final reply carries `mbs-request-id`, so a
+restarting unit rebuilds its memory by reading its own replies, and remembering a reply costs
+no write beyond sending it."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from faststream.kafka import KafkaBroker
 
-from mbs.topics import ensure_topics
-
-RETAIN_MS = 7 * 24 * 3600 * 1000
-STORE_CONFIG = {"cleanup.policy": "compact,delete", "retention.ms": str(RETAIN_MS)}
+from mbs import headers as h
 
 
 @dataclass(frozen=True)
@@ -22,16 +21,6 @@ class StoredReply:
 
     body: bytes
     headers: dict[str, str]
-
-    def encode(self) -> bytes:
-        return json.dumps(
-            {"body": self.body.decode("utf-8", "replace"), "headers": self.headers}
-        ).encode()
-
-    @classmethod
-    def decode(cls, raw: bytes) -> StoredReply:
-        data = json.loads(raw)
-        return cls(body=data["body"].encode(), headers=data["headers"])
 
 
 class ReplyStore(Protocol):
@@ -44,7 +33,7 @@ class ReplyStore(Protocol):
 
 @dataclass
 class MemoryReplyStore:
-    """Remembers replies for the life of the process (tests, dry runs)."""
+    """Remembers replies for the life of the process (tests, in-memory brokers)."""
 
     replies: dict[str, StoredReply] = field(default_factory=dict)
 
@@ -56,29 +45,14 @@ class MemoryReplyStore:
 
 
 @dataclass
-class KafkaReplyStore:
-    """Remembers replies in the compacted topic `mbs.dedup.<unit>`; `load()` reads it back."""
+class KafkaReplyStore(MemoryReplyStore):
+    """Also remembers the replies of earlier lives of the unit, read from `mbs.replies.<unit>`."""
 
-    broker: KafkaBroker
-    bootstrap: str
-    unit: str
-    replies: dict[str, StoredReply] = field(default_factory=dict)
-
-    @property
-    def topic(self) -> str:
-        return f"mbs.dedup.{self.unit}"
-
-    def get(self, message_id: str) -> StoredReply | None:
-        return self.replies.get(message_id)
-
-    async def put(self, message_id: str, reply: StoredReply) -> None:
-        await self.broker.publish(reply.encode(), self.topic, key=message_id.encode())
-        self.replies[message_id] = reply
+    bootstrap: str = ""
+    unit: str = ""
 
     async def load(self) -> int:
-        """Read the whole topic; returns how many replies are remembered."""
-        await ensure_topics(self.bootstrap, [self.topic], partitions=1, config=STORE_CONFIG)
-        tp = TopicPartition(self.topic, 0)
+        """Read the unit's reply topic; returns how many replies are remembered."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=None,
@@ -87,16 +61,33 @@ class KafkaReplyStore:
         )
         await consumer.start()
         try:
-            consumer.assign([tp])
-            end = (await consumer.end_offsets([tp]))[tp]
-            # an explicit seek: seek_to_beginning() + position() reported the end here
-            position = (await consumer.beginning_offsets([tp]))[tp]
-            consumer.seek(tp, position)
-            while position < end:
-                for record in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                    if record.key and record.value:
-                        self.replies[record.key.decode()] = StoredReply.decode(record.value)
-                    position = record.offset + 1
+            topic = h.reply_topic(self.unit)
+            await consumer._client.force_metadata_update()
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            consumer.assign(parts)
+            if not parts:
+                return 0
+            ends = await consumer.end_offsets(parts)
+            # explicit seeks: seek_to_beginning() + position() reported the end here
+            for tp, start in (await consumer.beginning_offsets(parts)).items():
+                consumer.seek(tp, start)
+            todo = {tp for tp in parts if ends[tp] > 0}
+            while todo:
+                batches = await consumer.getmany(*todo, timeout_ms=1000)
+                for tp, records in batches.items():
+                    for record in records:
+                        self._remember(
+                            dict((k, v.decode()) for k, v in record.headers or ()),
+                            record.value or b"",
+                        )
+                        if record.offset + 1 >= ends[tp]:
+                            todo.discard(tp)
+                todo = {tp for tp in todo if await consumer.position(tp) < ends[tp]}
         finally:
             await consumer.stop()
         return len(self.replies)
+
+    def _remember(self, headers: dict[str, str], body: bytes) -> None:
+        request_id = headers.get(h.REQUEST_ID)
+        if request_id and headers.get(h.SHADOW) != "1":
+            self.replies[request_id] = StoredReply(body, headers)

@@ -18,6 +18,7 @@ COST = "mbs-cost"
 PRICE = "mbs-price"
 HANDLER_MS = "mbs-handler-ms"
 TRACEPARENT = "traceparent"
+REQUEST_ID = "mbs-request-id"  # on a reply: the request's message id, when the reply is final
 
 CONTRACTS_TOPIC = "mbs.contracts"
 JOURNEY_STATE_TOPIC = "mbs.journeys.state"

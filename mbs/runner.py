@@ -57,7 +57,7 @@ def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaRepl
         log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
     )
-    store = KafkaReplyStore(broker, settings.bootstrap, unit.name)
+    store = KafkaReplyStore(bootstrap=settings.bootstrap, unit=unit.name)
     unit.concurrency = settings.unit_concurrency
     unit.attach(broker, store)
     return broker, store
@@ -76,7 +76,7 @@ async def serve_unit(unit: Unit, settings: Settings) -> None:
     )
     await registry.register(binding.contract.as_contract() for binding in unit.bindings)
     broker, store = build_broker(unit, settings)
-    remembered = await store.load()
+    remembered = await store.load()  # before serving: a redelivery must find its reply
     app = AsgiFastStream(
         broker,
         logger=log,
