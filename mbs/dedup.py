@@ -77,7 +77,7 @@ class KafkaReplyStore(MemoryReplyStore):
                 for tp, records in batches.items():
                     for record in records:
                         self._remember(
-                            dict((k, v.decode()) for k, v in record.headers or ()),
+                            {k: v.decode() for k, v in record.headers or ()},
                             record.value or b"",
                         )
                         if record.offset + 1 >= ends[tp]:
