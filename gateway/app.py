@@ -19,6 +19,7 @@ from gateway.defs import VersionConflict
 from gateway.engine import JourneyInputError
 from gateway.models import JourneyRun
 from gateway.service import Gateway
+from mbs import tracing
 from mbs.errors import JourneyDefinitionError, MbsError
 from mbs.registry import ContractRefused, load_contract_file
 from mbs.settings import Settings, get_settings
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             yield
         finally:
             await gateway.stop()
+            tracing.shutdown_tracing()
 
     routes: list[BaseRoute] = [
         APIRoute("/journeys/{name}", start_journey, methods=["POST"], tags=["journeys"]),

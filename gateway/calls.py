@@ -11,6 +11,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from opentelemetry.trace import SpanKind
+
 from gateway.catalog import Catalog
 from gateway.definitions import Condition, StepDefinition, parse_ref
 from gateway.models import (
@@ -25,7 +27,7 @@ from gateway.models import (
 )
 from gateway.policy import ProviderChooser
 from mbs import headers as h
-from mbs import metrics
+from mbs import metrics, tracing
 from mbs.contract import Contract
 from mbs.rpc import Reply, Requester
 
@@ -123,15 +125,45 @@ class Caller:
     ) -> Reply | None:
         call.timeout_s = round(max(timeout, 0.0), 3)
         call.started_ms = round(time.time() * 1000 - run.created_ms, 3)
+        with tracing.tracer().start_as_current_span(
+            f"step {step_id}" + (" (shadow)" if shadow else ""),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "mbs.unit": contract.unit,
+                "mbs.owner": contract.owner,
+                "mbs.capability": contract.capability,
+                "mbs.provider": contract.unit,
+                "mbs.step": step_id,
+                "mbs.shadow": shadow,
+            },
+        ) as span:
+            reply = await self._exchange(contract, call, run, step_id, payload, timeout, shadow)
+            span.set_attribute("mbs.outcome", call.error or "ok")
+            span.set_attribute("mbs.cost", float(call.cost))
+            span.set_attribute("mbs.price", float(call.price))
+        return reply
+
+    async def _exchange(
+        self,
+        contract: Contract,
+        call: Call,
+        run: JourneyRun,
+        step_id: str,
+        payload: dict[str, Any],
+        timeout: float,
+        shadow: bool,
+    ) -> Reply | None:
         if timeout <= 0:
             call.error = "timeout"
             return None
-        extra = {
-            h.JOURNEY_ID: run.run_id,
-            h.JOURNEY: f"{run.journey}@{run.version}",
-            h.STEP: step_id,
-            h.MESSAGE_ID: call.message_id,
-        }
+        extra = tracing.inject_headers(
+            {
+                h.JOURNEY_ID: run.run_id,
+                h.JOURNEY: f"{run.journey}@{run.version}",
+                h.STEP: step_id,
+                h.MESSAGE_ID: call.message_id,
+            }
+        )
         if shadow:
             extra[h.SHADOW] = "1"
         try:

@@ -17,7 +17,7 @@ from gateway.catalog import Catalog
 from gateway.definitions import JourneyDefinition, StepDefinition, parse_ref
 from gateway.models import JourneyRun, StepRun
 from gateway.policy import ProviderChooser
-from mbs import metrics
+from mbs import metrics, tracing
 from mbs.errors import MbsError
 from mbs.rpc import Requester
 
@@ -67,12 +67,29 @@ class JourneyEngine:
         )
 
     async def run(self, definition: JourneyDefinition, run: JourneyRun) -> JourneyRun:
-        """Take the run from wherever its saved state left it to its end."""
-        if run.status == "running":
-            await self._forward(definition, run)
-        if run.status == "compensating":
-            await self._compensate(definition, run)
-        await self._finish(definition, run)
+        """Take the run from wherever its saved state left it to its end (one trace)."""
+        resumed = bool(run.trace)
+        name = f"journey {run.journey}" + (" (resumed)" if resumed else "")
+        attributes: dict[str, str | int] = {
+            "mbs.journey": run.journey,
+            "mbs.journey.version": run.version,
+            "mbs.journey.id": run.run_id,
+        }
+        parent = tracing.context_from(run.trace) if resumed else None
+        with tracing.tracer().start_as_current_span(
+            name, context=parent, attributes=attributes
+        ) as span:
+            if not resumed:
+                run.trace = tracing.inject_headers({})
+            if run.status == "running":
+                await self._forward(definition, run)
+            if run.status == "compensating":
+                await self._compensate(definition, run)
+            await self._finish(definition, run)
+            span.set_attribute("mbs.journey.status", run.status)
+            if run.bill is not None:
+                span.set_attribute("mbs.price", float(run.bill.total_price))
+                span.set_attribute("mbs.cost", float(run.bill.total_cost))
         return run
 
     async def _forward(self, definition: JourneyDefinition, run: JourneyRun) -> None:

@@ -113,6 +113,9 @@ class JourneyRun(BaseModel):
     created_ms: int = Field(description="Epoch milliseconds.")
     deadline_ms: int = Field(description="Epoch milliseconds by which the journey must end.")
     revision: int = Field(default=0, description="Bumped at every state change.")
+    trace: dict[str, str] = Field(
+        default_factory=dict, description="The journey span's trace context (traceparent)."
+    )
     latency_ms: float | None = None
     bill: Bill | None = None
 

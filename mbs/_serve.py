@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from faststream.kafka import KafkaBroker, KafkaMessage
+from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from mbs import headers as h
@@ -178,6 +179,17 @@ class Server:
         if remember:  # the reply log is the memory: the published reply is the durable record
             out[h.REQUEST_ID] = hdrs[h.MESSAGE_ID]
             await self.store.put(hdrs[h.MESSAGE_ID], StoredReply(body, dict(out)))
+        trace.get_current_span().set_attributes(
+            {
+                "mbs.unit": self.unit.name,
+                "mbs.owner": self.contract.owner,
+                "mbs.capability": self.contract.capability,
+                "mbs.provider": self.unit.name,
+                "mbs.cost": float(cost),
+                "mbs.price": float(price),
+                "mbs.outcome": error[0] if error else "ok",
+            }
+        )
         if not shadow:  # a dry run is the candidate's cost of winning business, not billed
             metrics.UNIT_COST.labels(**self.money).inc(float(cost))
             metrics.UNIT_REVENUE.labels(**self.money).inc(float(price))

@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from mbs import console as mbs_console
+from mbs import tracing
 from mbs.broker import LocalBroker
 from mbs.cli_contracts import app as contracts_app
 from mbs.cli_new import app as new_app
@@ -139,6 +140,7 @@ def run_gateway(
 
     _logging()
     settings = get_settings()
+    tracing.setup_tracing("mbs-gateway")
     uvicorn.run(
         create_app(settings),
         host=host or settings.gateway_host,

@@ -38,7 +38,8 @@ class Process:
 
 @dataclass
 class ProcessGroup:
-    """Children started together and always stopped together, also on errors and Ctrl-C."""
+    """Children started together and always stopped together, also on errors and Ctrl-C.
+    `env` is added to the parent's environment; an empty value removes a variable."""
 
     log_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
@@ -53,7 +54,7 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, **self.env},
+                env={k: v for k, v in {**os.environ, **self.env}.items() if v != ""},
                 start_new_session=True,
             )
         child = Process(name, popen, log_file)

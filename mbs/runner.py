@@ -10,9 +10,11 @@ import pkgutil
 import uvicorn
 from faststream.asgi import AsgiFastStream, AsgiResponse, get, make_ping_asgi
 from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from prometheus_client import make_asgi_app
 
 import services
+from mbs import tracing
 from mbs.dedup import KafkaReplyStore
 from mbs.errors import MbsError
 from mbs.registry import Registry
@@ -50,8 +52,11 @@ def load_unit(name: str) -> Unit:
 
 def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaReplyStore]:
     """A FastStream broker with the unit's handlers subscribed and its reply store."""
+    provider = tracing.setup_tracing(f"mbs-unit-{unit.name}")
+    middlewares = [] if provider is None else [KafkaTelemetryMiddleware(tracer_provider=provider)]
     broker = KafkaBroker(
         settings.bootstrap,
+        middlewares=middlewares,
         client_id=f"mbs-unit-{unit.name}",
         logger=log,
         log_level=logging.DEBUG,
@@ -110,4 +115,7 @@ async def serve_unit(unit: Unit, settings: Settings) -> None:
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
     )
-    await uvicorn.Server(config).serve()
+    try:
+        await uvicorn.Server(config).serve()
+    finally:
+        tracing.shutdown_tracing()

@@ -49,13 +49,20 @@ class Ecosystem:
     bootstrap: str
     log_dir: Path
     topics: dict[str, str] = field(default_factory=lambda: private_topics(uuid.uuid4().hex[:10]))
+    extra_env: dict[str, str] = field(default_factory=dict)
     group: ProcessGroup | None = None
     gateways: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Units take any free ops port unless `extra_env` says otherwise."""
         self.group = ProcessGroup(
             self.log_dir,
-            env={"MBS_KAFKA_BOOTSTRAP": self.bootstrap, "MBS_UNIT_PORT": "0", **self.topics},
+            env={
+                "MBS_KAFKA_BOOTSTRAP": self.bootstrap,
+                "MBS_UNIT_PORT": "0",
+                **self.topics,
+                **self.extra_env,
+            },
         )
 
     def start_units(self, *names: str) -> None:
@@ -63,9 +70,9 @@ class Ecosystem:
         for name in names:
             self.group.start(name, "run", "unit", name)
 
-    def start_gateway(self, name: str = "gateway") -> str:
+    def start_gateway(self, name: str = "gateway", port: int = 0) -> str:
         assert self.group is not None
-        port = free_port()
+        port = port or free_port()
         self.group.env = {**self.group.env, "MBS_GATEWAY_PORT": str(port)}
         self.group.start(name, "run", "gateway")
         url = f"http://127.0.0.1:{port}"
