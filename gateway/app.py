@@ -176,6 +176,21 @@ async def register_contract(request: Request, partner: Partner) -> JSONResponse:
     )
 
 
+async def scorecard(request: Request, who: Anyone) -> dict[str, Any]:
+    """Every unit's P&L, errors and latency against its SLA; every capability's providers side
+    by side (as this gateway instance saw their calls since it started)."""
+    card = _gateway(request).engine.scorecard
+    return {"units": card.units(), "capabilities": card.capabilities()}
+
+
+async def unit_scorecard(unit: str, request: Request, who: Anyone) -> dict[str, Any]:
+    """One unit's scorecard."""
+    gateway = _gateway(request)
+    if unit not in {c.unit for c in gateway.catalog.contracts()}:
+        raise HTTPException(404, f"no unit {unit!r}")
+    return gateway.engine.scorecard.unit(unit)
+
+
 async def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
@@ -209,6 +224,8 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         APIRoute("/journeys/{name}/runs/{run_id}", get_run, methods=["GET"], tags=["journeys"]),
         APIRoute("/journeys", list_journeys, methods=["GET"], tags=["journeys"]),
         APIRoute("/units", list_units, methods=["GET"], tags=["units"]),
+        APIRoute("/units/{unit}/scorecard", unit_scorecard, methods=["GET"], tags=["units"]),
+        APIRoute("/scorecard", scorecard, methods=["GET"], tags=["units"]),
         APIRoute(
             "/contracts", register_contract, methods=["POST"], tags=["partners"], status_code=201
         ),

@@ -26,6 +26,7 @@ from gateway.models import (
     UnitLine,
 )
 from gateway.policy import ProviderChooser
+from gateway.scorecard import Scorecard
 from mbs import headers as h
 from mbs import metrics, tracing
 from mbs.contract import Contract
@@ -39,10 +40,13 @@ MISSING = object()
 class Caller:
     """Sends a step's requests and interprets the replies."""
 
-    def __init__(self, requester: Requester, chooser: ProviderChooser, timeout_s: float) -> None:
+    def __init__(
+        self, requester: Requester, chooser: ProviderChooser, timeout_s: float, scorecard: Scorecard
+    ) -> None:
         self.requester = requester
         self.chooser = chooser
         self.timeout_s = timeout_s
+        self.scorecard = scorecard
         self._shadows: set[asyncio.Task[None]] = set()
 
     async def serve(
@@ -102,6 +106,7 @@ class Caller:
         reply = await self._send(contract, call, run, spec.id, payload, timeout)
         if reply is None:
             call.outcome = "timeout"
+            self.scorecard.record(call)
             return call, None
         metrics.STEP_SECONDS.labels(
             journey=run.journey,
@@ -111,6 +116,7 @@ class Caller:
         ).observe(reply.latency_ms / 1000)
         self.chooser.observe(contract.capability, contract.unit, reply.latency_ms)
         call.outcome = _outcome(contract, reply)
+        self.scorecard.record(call)
         return call, reply
 
     async def _send(
@@ -234,6 +240,7 @@ class Caller:
         metrics.SHADOW_COMPARISONS.labels(
             capability=contract.capability, provider=contract.unit, agreement=agreement
         ).inc()
+        self.scorecard.record_shadow(contract.unit, contract.capability, agreement)
 
     async def compensate(
         self, contract: Contract, run: JourneyRun, step: StepRun, payload: dict[str, Any]
@@ -249,6 +256,7 @@ class Caller:
                 contract, call, run, f"{step.id}.compensate", payload, self.timeout_s
             )
             call.outcome = "timeout" if reply is None else _outcome(contract, reply)
+            self.scorecard.record(call)
             if call.outcome in ("ok", "business_error"):
                 break
             await asyncio.sleep(0.1 * 2 ** (attempt - 1))

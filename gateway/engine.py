@@ -17,6 +17,7 @@ from gateway.catalog import Catalog
 from gateway.definitions import JourneyDefinition, StepDefinition, parse_ref
 from gateway.models import JourneyRun, StepRun
 from gateway.policy import ProviderChooser
+from gateway.scorecard import Scorecard
 from mbs import metrics, tracing
 from mbs.errors import MbsError
 from mbs.rpc import Requester
@@ -38,7 +39,8 @@ class JourneyEngine:
         self.catalog = catalog
         self.save = save
         self.chooser = ProviderChooser(catalog)
-        self.caller = calls.Caller(requester, self.chooser, default_timeout_s)
+        self.scorecard = Scorecard(catalog)
+        self.caller = calls.Caller(requester, self.chooser, default_timeout_s, self.scorecard)
         self.default_timeout_s = default_timeout_s
 
     def new_run(self, definition: JourneyDefinition, journey_input: dict[str, Any]) -> JourneyRun:

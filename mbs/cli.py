@@ -13,8 +13,8 @@ import typer
 from rich.logging import RichHandler
 from rich.table import Table
 
+from mbs import cli_ops, tracing
 from mbs import console as mbs_console
-from mbs import tracing
 from mbs.broker import LocalBroker
 from mbs.cli_contracts import app as contracts_app
 from mbs.cli_new import app as new_app
@@ -36,6 +36,8 @@ run_app = typer.Typer(
 app.add_typer(broker_app, name="broker")
 app.add_typer(run_app, name="run")
 app.add_typer(contracts_app, name="contracts")
+app.command("scorecard")(cli_ops.scorecard)
+app.command("make-or-buy")(cli_ops.make_or_buy)
 app.add_typer(new_app, name="new")
 
 PortOption = Annotated[

@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     broker_start_timeout: float = Field(default=90.0, gt=0, description="Seconds to wait for up.")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    gateway_url: str = Field(
+        default="http://127.0.0.1:8080", description="Where CLI commands find the gateway."
+    )
+    api_key: str = Field(default="dev-caller-key", description="The CLI's key for the gateway.")
     unit_host: str = Field(default="127.0.0.1", description="Where units serve /metrics.")
     unit_port: int | None = Field(
         default=None, ge=0, le=65535, description="Override the unit's ops port (0: any free)."

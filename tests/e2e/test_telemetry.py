@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -213,7 +215,7 @@ def _put_shadow_journey(url: str) -> None:
     assert response.status_code in (201, 409), response.text
 
 
-async def _traffic(url: str, seconds: float) -> None:
+async def _traffic(url: str, seconds: float, settle_s: float = 12) -> None:
     stop_at = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=CALLER) as client:
 
@@ -228,7 +230,7 @@ async def _traffic(url: str, seconds: float) -> None:
             loop("order-to-delivery", order(3, card_token="tok-0000")),
             loop("order-to-delivery", order(4, country="US")),
         )
-    await asyncio.sleep(12)  # two more scrapes and a rule evaluation after the last call
+    await asyncio.sleep(settle_s)  # two more scrapes and a rule evaluation after the last call
 
 
 async def _malformed(bootstrap: str) -> None:
@@ -250,3 +252,46 @@ def _empty_queries(base: str) -> list[str]:
             if result.get("status") != "success" or not result["data"]["result"]:
                 empty.append(query)
     return empty
+
+
+def test_scorecards_and_make_or_buy_from_measured_traffic(eco: Ecosystem) -> None:
+    url = eco.gateways["gateway"]
+    _put_shadow_journey(url)
+    asyncio.run(_traffic(url, seconds=3, settle_s=0))
+    card = httpx.get(f"{url}/scorecard", headers=CALLER).json()
+    units = {u["unit"]: u for u in card["units"]}
+    pricing = units["pricing"]
+    assert pricing["calls"] > 0
+    assert Decimal(pricing["margin"]) == Decimal(pricing["revenue"]) - Decimal(pricing["cost"])
+    [quote] = pricing["capabilities"]
+    assert quote["p50_ms"] is not None
+    assert quote["sla_p99_ms"] == 50
+    one = httpx.get(f"{url}/units/payments/scorecard", headers=CALLER).json()
+    assert one["unit"] == "payments"
+    assert httpx.get(f"{url}/units/nobody/scorecard", headers=CALLER).status_code == 404
+    shipping = next(c for c in card["capabilities"] if c["capability"] == "shipping.book")
+    fastship = next(p for p in shipping["providers"] if p["unit"] == "fastship")
+    assert fastship["shadow_comparisons"] > 0, "the shadowed journey compared fastship"
+    env = {**os.environ, "MBS_GATEWAY_URL": url}
+    shown = subprocess.run(
+        [sys.executable, "-m", "mbs", "make-or-buy", "shipping.book"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "fastship" in shown.stdout
+    assert "shipping" in shown.stdout
+    assert "verdict:" in shown.stdout
+    table = subprocess.run(
+        [sys.executable, "-m", "mbs", "scorecard"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert table.returncode == 0, table.stderr
+    assert "notifications.send" in table.stdout
