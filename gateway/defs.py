@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from gateway.definitions import JourneyDefinition
 from mbs.errors import MbsError
+from mbs.kafka import client_options
 from mbs.topics import ensure_topics
 
 log = logging.getLogger("mbs.gateway.defs")
@@ -46,10 +47,13 @@ class DefinitionStore:
 
     async def start(self) -> None:
         await ensure_topics(self.bootstrap, [self.topic], partitions=1, config=DEFS_CONFIG)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, **client_options(), acks="all"
+        )
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.models import JourneyRun
+from mbs.kafka import client_options
 from mbs.topics import ensure_topics
 
 log = logging.getLogger("mbs.gateway.runlog")
@@ -49,12 +50,17 @@ class RunLog:
             self.bootstrap, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
         )
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            bootstrap_servers=self.bootstrap,
+            **client_options(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
         )
         await self._producer.start()
         observer = await self._observer()
         executor = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -125,6 +131,7 @@ class RunLog:
     async def _observer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=20,

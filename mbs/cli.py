@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,6 +41,9 @@ app.command("scorecard")(cli_ops.scorecard)
 app.command("make-or-buy")(cli_ops.make_or_buy)
 app.add_typer(new_app, name="new")
 
+SecureOption = Annotated[
+    bool, typer.Option("--secure", help="SASL/SCRAM with ACLs: one principal per unit.")
+]
 PortOption = Annotated[
     int | None, typer.Option("--port", help="Broker port [env: MBS_BROKER_PORT, default 9092].")
 ]
@@ -54,35 +58,40 @@ def _say(message: str) -> None:
     console.print(f"[dim]mbs[/] {message}")
 
 
-def _local_broker(port: int | None) -> LocalBroker | None:
+def _local_broker(port: int | None, secure: bool = False) -> LocalBroker | None:
     settings = _settings(port)
     if settings.kafka_bootstrap:
         _say(f"MBS_KAFKA_BOOTSTRAP is set: using the existing cluster at {settings.bootstrap}")
         return None
-    return LocalBroker(settings)
+    return LocalBroker(settings, secure=secure)
 
 
 @broker_app.command("up")
-def broker_up(port: PortOption = None) -> None:
-    """Start the broker (fetching the jars on first use); returns once it accepts connections."""
-    broker = _local_broker(port)
+def broker_up(port: PortOption = None, secure: SecureOption = False) -> None:
+    """Start the broker (fetching the jars on first use); returns once it accepts connections.
+    With --secure: also topics, a principal and ACLs per unit, credentials saved 0600."""
+    broker = _local_broker(port, secure)
     if broker is not None:
         status = broker.up(progress=_say)
+        if secure:
+            from mbs.provision import provision_ecosystem
+
+            provision_ecosystem(broker, _settings(port), _say)
         _say(f"Kafka {status.version} running on [bold]{status.address}[/] (pid {status.pid})")
 
 
 @broker_app.command("down")
-def broker_down(port: PortOption = None) -> None:
+def broker_down(port: PortOption = None, secure: SecureOption = False) -> None:
     """Stop the broker and wait until its java process is gone."""
-    broker = _local_broker(port)
+    broker = _local_broker(port, secure)
     if broker is not None:
         broker.down(progress=_say)
 
 
 @broker_app.command("status")
-def broker_status(port: PortOption = None) -> None:
+def broker_status(port: PortOption = None, secure: SecureOption = False) -> None:
     """Tell whether the broker runs, its version, address and data directory (exit 3 if not)."""
-    broker = _local_broker(port)
+    broker = _local_broker(port, secure)
     if broker is None:
         return
     status = broker.status()
@@ -101,11 +110,12 @@ def broker_status(port: PortOption = None) -> None:
 @broker_app.command("logs")
 def broker_logs(
     port: PortOption = None,
+    secure: SecureOption = False,
     lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
 ) -> None:
     """Print the broker's log (the last N lines; -f to follow)."""
-    broker = _local_broker(port)
+    broker = _local_broker(port, secure)
     if broker is None:
         return
     for line in broker.logs(lines):
@@ -149,6 +159,41 @@ def run_gateway(
         port=port or settings.gateway_port,
         log_level="warning",
     )
+
+
+partners_app = typer.Typer(help="Partner companies: onboarding.", no_args_is_help=True)
+app.add_typer(partners_app, name="partners")
+
+
+@partners_app.command("add")
+def partners_add(
+    name: Annotated[str, typer.Argument(help="The partner unit, e.g. fastship.")],
+    contract: Annotated[
+        Path | None, typer.Option(help="Its contract JSON [default: contracts/partners/NAME.json].")
+    ] = None,
+    port: PortOption = None,
+) -> None:
+    """Onboard a partner on the secure broker: contract registered, principal, topics and ACLs
+    created; the credentials are printed once."""
+    from mbs.provision import add_partner
+    from mbs.registry import load_contract_file
+
+    path = contract or Path("contracts/partners") / f"{name}.json"
+    if not path.is_file():
+        raise MbsError(f"no contract file {path}; pass --contract FILE")
+    offered = load_contract_file(path.read_text(), str(path))
+    if {c.unit for c in offered} != {name}:
+        raise MbsError(f"{path} declares units {sorted({c.unit for c in offered})}, not {name!r}")
+    broker = _local_broker(port, secure=True)
+    if broker is None or not broker.status().running:
+        raise MbsError(
+            "partners are onboarded on the secure local broker: `mbs broker up --secure`"
+        )
+    credentials = add_partner(broker, _settings(port), offered)
+    _say(f"partner {name} onboarded: {', '.join(c.request_topic for c in offered)}")
+    print(f"MBS_KAFKA_USERNAME={credentials.username}")
+    print(f"MBS_KAFKA_PASSWORD={credentials.password}")
+    _say("keep these now: the password is not shown again")
 
 
 @app.command("units")

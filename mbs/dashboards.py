@@ -105,25 +105,46 @@ def _margin(by: str, scope: str = "", window: str = WINDOW) -> str:
 # --- Prometheus ------------------------------------------------------------------------
 
 
-def prometheus_config(targets_host: str = "127.0.0.1", gateway_port: int = 8080) -> Json:
-    """Scrape every unit (labelled with its name) and the gateway every 5 s."""
-    units = [
-        {"targets": [f"{targets_host}:{port}"], "labels": {"unit": unit}}
-        for unit, port in PORTS.items()
-    ]
+GATEWAY_METRICS_PATH = "/metrics/"  # the gateway mounts its metrics app at /metrics
+COMPOSE_UNIT_PORT = 9100  # MBS_UNIT_PORT of every unit container in docker-compose.yml
+COMPOSE_GATEWAY = "gateway:8080"
+
+
+def _scrape_config(units: Sequence[Json], gateway: str) -> Json:
+    """The scrape jobs and rule files shared by the local and the compose configs."""
     return {
         "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
         "rule_files": ["recording.rules.yml", "alerts.rules.yml"],
         "scrape_configs": [
             # A unit's own `unit` label wins over the target's (they agree; this avoids
             # an `exported_unit` copy on every series).
-            {"job_name": "mbs-units", "honor_labels": True, "static_configs": units},
+            {"job_name": "mbs-units", "honor_labels": True, "static_configs": list(units)},
             {
                 "job_name": "mbs-gateway",
-                "static_configs": [{"targets": [f"{targets_host}:{gateway_port}"]}],
+                # /metrics only redirects to /metrics/; scrape the real path.
+                "metrics_path": GATEWAY_METRICS_PATH,
+                "static_configs": [{"targets": [gateway]}],
             },
         ],
     }
+
+
+def prometheus_config(targets_host: str = "127.0.0.1", gateway_port: int = 8080) -> Json:
+    """Scrape every unit (labelled with its name) and the gateway every 5 s."""
+    units = [
+        {"targets": [f"{targets_host}:{port}"], "labels": {"unit": unit}}
+        for unit, port in PORTS.items()
+    ]
+    return _scrape_config(units, f"{targets_host}:{gateway_port}")
+
+
+def prometheus_compose_config() -> Json:
+    """prometheus_config for docker-compose.yml: each unit's container on port 9100 (its
+    MBS_UNIT_PORT there), reached by service name, and the gateway at gateway:8080."""
+    units = [
+        {"targets": [f"{unit}:{COMPOSE_UNIT_PORT}"], "labels": {"unit": unit}} for unit in PORTS
+    ]
+    return _scrape_config(units, COMPOSE_GATEWAY)
 
 
 def _record(name: str, expr: str, labels: Mapping[str, str] | None = None) -> Json:
@@ -763,6 +784,7 @@ def rendered(contracts: Sequence[Contract] | None = None) -> dict[str, str]:
     found = _contracts(contracts)
     files = {
         "prometheus/prometheus.yml": _yaml(prometheus_config()),
+        "prometheus/prometheus.compose.yml": _yaml(prometheus_compose_config()),
         "prometheus/recording.rules.yml": _yaml(recording_rules(found)),
         "prometheus/alerts.rules.yml": _yaml(alert_rules(found)),
         "grafana/provisioning/datasources/prometheus.yml": _yaml(_grafana_datasource()),

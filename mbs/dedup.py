@@ -13,6 +13,7 @@ from typing import Protocol
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from mbs import headers as h
+from mbs.kafka import client_options
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class KafkaReplyStore(MemoryReplyStore):
         """Read the unit's reply topic; returns how many replies are remembered."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,

@@ -20,6 +20,7 @@ from mbs import headers as h
 from mbs.compat import Incompatibility, check_contract
 from mbs.contract import Contract
 from mbs.errors import MbsError
+from mbs.kafka import client_options
 from mbs.topics import ensure_topics
 
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
@@ -110,6 +111,7 @@ class Registry:
         tp = TopicPartition(self.topic, 0)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=50,
@@ -142,7 +144,9 @@ class Registry:
         return todo
 
     async def _write(self, contracts: list[Contract]) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, **client_options(), acks="all"
+        )
         await producer.start()
         try:
             for contract in contracts:

@@ -19,6 +19,7 @@ from decimal import Decimal
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from mbs import headers as h
+from mbs.kafka import client_options
 from mbs.topics import ensure_topics
 
 
@@ -72,10 +73,15 @@ class Requester:
         topics = sorted(set(reply_topics))
         await ensure_topics(self.bootstrap, topics)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=True, linger_ms=0
+            bootstrap_servers=self.bootstrap,
+            **client_options(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
         )
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=20,

@@ -17,6 +17,7 @@ import services
 from mbs import tracing
 from mbs.dedup import KafkaReplyStore
 from mbs.errors import MbsError
+from mbs.kafka import broker_security
 from mbs.registry import Registry
 from mbs.settings import Settings
 from mbs.topics import ensure_topics
@@ -57,6 +58,7 @@ def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaRepl
     broker = KafkaBroker(
         settings.bootstrap,
         middlewares=middlewares,
+        security=broker_security(),
         client_id=f"mbs-unit-{unit.name}",
         logger=log,
         log_level=logging.DEBUG,
@@ -76,10 +78,11 @@ async def _alive(scope: object) -> AsgiResponse:
 async def serve_unit(unit: Unit, settings: Settings) -> None:
     """Serve until SIGINT or SIGTERM, then finish in-flight work, commit, and stop."""
     await ensure_topics(settings.bootstrap, unit.topics)
-    registry = Registry(
-        settings.bootstrap, client=f"unit:{unit.name}", topic=settings.contracts_topic
-    )
-    await registry.register(binding.contract.as_contract() for binding in unit.bindings)
+    if not settings.kafka_username:  # in secure mode onboarding registers, units may not
+        registry = Registry(
+            settings.bootstrap, client=f"unit:{unit.name}", topic=settings.contracts_topic
+        )
+        await registry.register(binding.contract.as_contract() for binding in unit.bindings)
     broker, store = build_broker(unit, settings)
     remembered = await store.load()  # before serving: a redelivery must find its reply
     app = AsgiFastStream(

@@ -38,6 +38,10 @@ class Settings(BaseSettings):
         default=None,
         description="Use this existing Kafka cluster instead of the local broker.",
     )
+    kafka_username: str | None = Field(
+        default=None, description="SASL/SCRAM principal of this process (secure mode)."
+    )
+    kafka_password: str = Field(default="", description="Its password.")
     home: Path = Field(
         default_factory=_default_home, description="State: broker data, logs of local runs."
     )

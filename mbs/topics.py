@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from mbs.errors import BrokerError
+from mbs.kafka import client_options
 
 DEFAULT_PARTITIONS = 3
 
@@ -25,7 +26,9 @@ async def ensure_topics(
     wanted = sorted(set(names))
     if not wanted:
         return
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15_000)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=15_000, **client_options()
+    )
     try:
         await admin.start()
     except KafkaConnectionError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -43,17 +44,19 @@ class BrokerStatus:
 class LocalBroker:
     """Fetches, formats, starts and stops one local Kafka broker on 127.0.0.1."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, secure: bool = False) -> None:
+        self.secure = secure
         self.port = settings.broker_port
         self.controller_port = settings.broker_port + 1
         self.heap = settings.broker_heap
         self.start_timeout = settings.broker_start_timeout
         self.libs_dir = settings.cache_dir / f"kafka-{KAFKA_VERSION}" / "libs"
-        self.run_dir = settings.home / f"broker-{self.port}"
+        self.run_dir = settings.home / (f"broker-{self.port}" + ("-secure" if secure else ""))
         self.data_dir = self.run_dir / "data"
         self.pid_file = self.run_dir / "broker.pid"
         self.log_file = self.run_dir / "broker.log"
         self.props_file = self.run_dir / "server.properties"
+        self.admin_file = self.run_dir / "admin.secret"
 
     @property
     def address(self) -> str:
@@ -190,15 +193,26 @@ class LocalBroker:
             "-XX:MaxGCPauseMillis=20",
         ]
 
+    def admin_password(self) -> str:
+        """The broker's super user password (secure mode), made on first start, kept 0600."""
+        if not self.admin_file.is_file():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.admin_file.touch(mode=0o600)
+            self.admin_file.write_text(secrets.token_urlsafe(24))
+        return self.admin_file.read_text().strip()
+
     def _render_properties(self) -> None:
-        template = Template((DEPLOY_DIR / "server.properties").read_text())
-        self.props_file.write_text(
-            template.substitute(
-                port=self.port,
-                controller_port=self.controller_port,
-                data_dir=self.data_dir,
-            )
-        )
+        text = (DEPLOY_DIR / "server.properties").read_text()
+        if self.secure:  # later keys win in a Java properties file
+            text += "\n" + (DEPLOY_DIR / "secure.properties").read_text()
+        values = {
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "data_dir": self.data_dir,
+        }
+        if self.secure:
+            values["admin_password"] = self.admin_password()
+        self.props_file.write_text(Template(text).substitute(values))
 
     def _format_storage(self, java: str) -> None:
         base = self._java_cmd(java)
@@ -221,6 +235,7 @@ class LocalBroker:
                 cluster_id,
                 "-c",
                 str(self.props_file),
+                *self._scram_args(),
             ],
             capture_output=True,
             text=True,
@@ -228,6 +243,11 @@ class LocalBroker:
         )
         if done.returncode != 0:
             raise BrokerError(f"formatting {self.data_dir} failed:\n{done.stdout}{done.stderr}")
+
+    def _scram_args(self) -> list[str]:
+        if not self.secure:
+            return []
+        return ["--add-scram", f"SCRAM-SHA-256=[name=admin,password={self.admin_password()}]"]
 
     def _wait_ready(self, proc: subprocess.Popen[bytes]) -> None:
         deadline = time.monotonic() + self.start_timeout

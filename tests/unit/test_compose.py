@@ -2,7 +2,9 @@
 
 Checked without a Docker engine: the compose file's structure, that every container's
 command is one the `mbs` CLI understands and can load, that `docker-compose config`
-accepts the file, and that the image installs every package pyproject declares.
+accepts the file, that the image installs every package pyproject declares, and that the
+observability services (Prometheus, Grafana, the otel collector, Jaeger) mount files that
+exist and point at the services the file really runs.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 KAFKA_IMAGE = "apache/kafka:3.9.1"
 BOOTSTRAP = "kafka:9092"
+OBSERVABILITY_IMAGES = {
+    "prometheus": "prom/prometheus",
+    "grafana": "grafana/grafana",
+    "otel-collector": "otel/opentelemetry-collector-contrib",
+    "jaeger": "jaegertracing/all-in-one",
+}
+OTLP_ENDPOINT = "http://otel-collector:4318"
 
 
 @pytest.fixture(scope="module")
@@ -185,3 +194,153 @@ def test_dockerfile_copies_every_package_pyproject_installs() -> None:
             copied.update(source.rstrip("/").removeprefix("./") for source in sources)
     missing = (packages | {"pyproject.toml", pyproject["project"]["readme"]}) - copied
     assert not missing, f"Dockerfile does not COPY {sorted(missing)}"
+
+
+# --- Observability -----------------------------------------------------------------------
+
+
+def _binds(service: dict[str, Any]) -> list[tuple[str, str]]:
+    """(host path, container path) of each bind mount in the short `src:dst[:mode]` form."""
+    binds = []
+    for volume in service.get("volumes") or []:
+        assert isinstance(volume, str), f"use the short volume syntax: {volume!r}"
+        source, target = volume.split(":")[:2]
+        if source.startswith((".", "/")):
+            binds.append((source, target))
+    return binds
+
+
+def _host_path(service: dict[str, Any], container_path: str) -> Path:
+    """Where a path inside the container comes from on the host, through its bind mounts."""
+    for source, target in _binds(service):
+        if container_path == target or container_path.startswith(target.rstrip("/") + "/"):
+            return ROOT / source / container_path[len(target) :].lstrip("/")
+    raise AssertionError(f"{container_path} is not bind-mounted from the repository")
+
+
+def _flag(command: list[str], name: str) -> str:
+    values = [arg.split("=", 1)[1] for arg in command if arg.startswith(f"{name}=")]
+    assert len(values) == 1, f"expected one {name}=... in {command}"
+    return values[0]
+
+
+def _published(service: dict[str, Any]) -> set[int]:
+    """Container ports the service publishes to the host."""
+    return {int(str(port).rsplit(":", 1)[-1].split("/")[0]) for port in service.get("ports", [])}
+
+
+@pytest.mark.parametrize("name", sorted(OBSERVABILITY_IMAGES))
+def test_observability_services_run_on_their_images(
+    services: dict[str, dict[str, Any]], name: str
+) -> None:
+    assert name in services, f"docker-compose.yml lacks the {name} service"
+    image = services[name].get("image", "")
+    assert image.split(":")[0] == OBSERVABILITY_IMAGES[name], image
+    assert "build" not in services[name]
+
+
+def test_every_mounted_host_path_exists(services: dict[str, dict[str, Any]]) -> None:
+    mounts = [(name, src) for name, svc in services.items() for src, _ in _binds(svc)]
+    assert mounts, "no service mounts anything from the repository"
+    missing = [(name, src) for name, src in mounts if not (ROOT / src).exists()]
+    assert not missing, f"mounted host paths missing from the repository: {missing}"
+
+
+@pytest.fixture(scope="module")
+def scrape_config(services: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The Prometheus config the prometheus service is told to load, read from the host."""
+    prometheus = services["prometheus"]
+    path = _host_path(prometheus, _flag(prometheus["command"], "--config.file"))
+    assert path.parent == ROOT / "deploy" / "prometheus", path
+    assert path.is_file(), f"{path} does not exist: regenerate with `python -m mbs.dashboards`"
+    config = yaml.safe_load(path.read_text())
+    assert isinstance(config, dict), f"{path} is not a mapping"
+    for rule_file in config.get("rule_files", []):
+        assert (path.parent / rule_file).is_file(), f"{rule_file} is not next to {path.name}"
+    return config
+
+
+def _targets(config: dict[str, Any], job: str) -> list[tuple[str, dict[str, str]]]:
+    (found,) = [j for j in config["scrape_configs"] if j["job_name"] == job]
+    return [(t, sc.get("labels", {})) for sc in found["static_configs"] for t in sc["targets"]]
+
+
+def test_prometheus_scrapes_every_unit_container(
+    services: dict[str, dict[str, Any]], scrape_config: dict[str, Any]
+) -> None:
+    units = {
+        unit: name
+        for name, svc in _built(services).items()
+        if (unit := _unit_of(svc.get("command") or [])) is not None
+    }
+    assert units, "no unit containers in docker-compose.yml"
+    scraped = {
+        labels.get("unit"): target for target, labels in _targets(scrape_config, "mbs-units")
+    }
+    assert set(scraped) == set(units), "prometheus must scrape exactly the compose units"
+    for unit, service in units.items():
+        port = _environment(services[service])["MBS_UNIT_PORT"]
+        assert scraped[unit] == f"{service}:{port}", unit
+
+
+def test_prometheus_scrapes_the_gateway(
+    services: dict[str, dict[str, Any]], scrape_config: dict[str, Any]
+) -> None:
+    port = _environment(services["gateway"]).get("MBS_GATEWAY_PORT", "8080")
+    assert [t for t, _ in _targets(scrape_config, "mbs-gateway")] == [f"gateway:{port}"]
+    (job,) = [j for j in scrape_config["scrape_configs"] if j["job_name"] == "mbs-gateway"]
+    # gateway/app.py mounts its metrics app at /metrics; /metrics itself only redirects.
+    assert job.get("metrics_path") == "/metrics/"
+
+
+def test_prometheus_and_grafana_are_wired_together(services: dict[str, dict[str, Any]]) -> None:
+    assert 9090 in _published(services["prometheus"])
+    grafana = services["grafana"]
+    assert 3000 in _published(grafana)
+    assert "prometheus" in grafana.get("depends_on", [])
+    env = _environment(grafana)
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "true"
+    assert env["GF_AUTH_ANONYMOUS_ORG_ROLE"] == "Viewer"
+    provisioning = _host_path(grafana, "/etc/grafana/provisioning")
+    assert provisioning == ROOT / "deploy" / "grafana" / "provisioning"
+    sources = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())
+    assert [s["url"] for s in sources["datasources"]] == ["http://prometheus:9090"]
+    providers = yaml.safe_load((provisioning / "dashboards" / "mbs.yml").read_text())
+    for provider in providers["providers"]:
+        boards = _host_path(grafana, provider["options"]["path"])
+        assert list(boards.glob("*.json")), f"no dashboards at {boards}"
+
+
+def test_every_process_exports_traces_to_the_collector(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, svc in _built(services).items():
+        env = _environment(svc)
+        assert env.get("OTEL_TRACES_EXPORTER") == "otlp", name
+        assert env.get("OTEL_EXPORTER_OTLP_ENDPOINT") == OTLP_ENDPOINT, name
+        assert "OTEL_SERVICE_NAME" not in env, f"{name}: the process names its own service"
+
+
+def test_collector_receives_otlp_and_forwards_to_jaeger(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    collector = services["otel-collector"]
+    assert {4317, 4318} <= _published(collector)
+    path = _host_path(collector, _flag(collector["command"], "--config"))
+    assert path == ROOT / "deploy" / "otel" / "collector.yaml"
+    config = yaml.safe_load(path.read_text())
+    protocols = config["receivers"]["otlp"]["protocols"]
+    assert protocols["grpc"]["endpoint"].endswith(":4317")
+    assert protocols["http"]["endpoint"].endswith(":4318")
+    assert config["exporters"]["otlp"]["endpoint"] == "jaeger:4317"
+    assert config["exporters"]["otlp"]["tls"]["insecure"] is True
+    traces = config["service"]["pipelines"]["traces"]
+    assert traces == {
+        "receivers": ["otlp"],
+        "processors": ["batch"],
+        "exporters": ["otlp", "debug"],
+    }
+    assert set(traces["processors"]) <= set(config["processors"])
+    jaeger = services["jaeger"]
+    assert _environment(jaeger)["COLLECTOR_OTLP_ENABLED"] == "true"
+    assert 16686 in _published(jaeger)

@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
+from starlette.routing import Mount
 
 from contracts import all_contracts
+from gateway.app import create_app
 from mbs import Contract, dashboards
 from services import PORTS
 
@@ -36,6 +38,7 @@ FIXED_METRICS = {
     "mbs_shadow_comparisons_total": "counter",
 }
 RULE_FILES = ("recording.rules.yml", "alerts.rules.yml")
+SCRAPE_CONFIGS = ("prometheus.yml", "prometheus.compose.yml")  # local run, docker-compose.yml
 NAMES = re.compile(r"mbs:[a-z_0-9:]+|mbs_[a-z_]+")
 DASHBOARDS = dashboards.dashboards()
 needs_promtool = pytest.mark.skipif(
@@ -77,9 +80,11 @@ def _alert(name: str, contract: Contract) -> dict[str, Any]:
 
 
 def test_deploy_files_are_a_fresh_generation() -> None:
+    generated = dashboards.rendered()
+    assert {f"prometheus/{name}" for name in SCRAPE_CONFIGS} <= generated.keys()
     stale = [
         rel
-        for rel, text in dashboards.rendered().items()
+        for rel, text in generated.items()
         if not (DEPLOY / rel).is_file() or (DEPLOY / rel).read_text() != text
     ]
     assert not stale, f"deploy/ differs from the contracts in {stale}: {REGENERATE}"
@@ -103,9 +108,17 @@ def test_command_line_writes_the_deploy_tree(tmp_path: Path) -> None:
 
 
 @needs_promtool
-def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", SCRAPE_CONFIGS)
+def test_promtool_accepts_the_scrape_config(tmp_path: Path, name: str) -> None:
     dashboards.write_all(tmp_path)
-    checked = _promtool("check", "config", tmp_path / "prometheus" / "prometheus.yml")
+    checked = _promtool("check", "config", tmp_path / "prometheus" / name)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+@needs_promtool
+def test_promtool_accepts_the_committed_compose_config() -> None:
+    """The file docker-compose.yml mounts, as it is on disk, with its rule files."""
+    checked = _promtool("check", "config", DEPLOY / "prometheus" / "prometheus.compose.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
@@ -186,6 +199,32 @@ def test_scrape_config_has_every_unit_and_the_gateway() -> None:
     assert jobs["mbs-gateway"] == [{"targets": ["127.0.0.1:8181"]}]
     assert config["global"]["scrape_interval"] == "5s"
     assert config["rule_files"] == ["recording.rules.yml", "alerts.rules.yml"]
+
+
+def test_compose_scrape_config_reaches_containers_by_service_name() -> None:
+    local, compose = dashboards.prometheus_config(), dashboards.prometheus_compose_config()
+    assert {k: v for k, v in compose.items() if k != "scrape_configs"} == {
+        k: v for k, v in local.items() if k != "scrape_configs"
+    }
+    jobs = {job["job_name"]: job for job in compose["scrape_configs"]}
+    assert [job["job_name"] for job in compose["scrape_configs"]] == [
+        job["job_name"] for job in local["scrape_configs"]
+    ]
+    units = {c["labels"]["unit"]: c["targets"] for c in jobs["mbs-units"]["static_configs"]}
+    assert units == {unit: [f"{unit}:9100"] for unit in PORTS}
+    assert jobs["mbs-units"]["honor_labels"] is True
+    assert jobs["mbs-gateway"]["static_configs"] == [{"targets": ["gateway:8080"]}]
+
+
+@pytest.mark.parametrize(
+    "config", [dashboards.prometheus_config(), dashboards.prometheus_compose_config()]
+)
+def test_gateway_is_scraped_where_it_serves_metrics(config: dict[str, Any]) -> None:
+    """gateway/app.py mounts the metrics app at /metrics: it answers at /metrics/."""
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "mbs-gateway"]
+    mounts = [r.path for r in create_app().routes if isinstance(r, Mount)]
+    assert job["metrics_path"] == dashboards.GATEWAY_METRICS_PATH
+    assert dashboards.GATEWAY_METRICS_PATH.rstrip("/") in mounts
 
 
 def test_every_unit_has_a_down_alert() -> None:
