@@ -4,7 +4,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint broker-up broker-down clean help
+
+.PHONY: setup demo demo-secure test test-fast lint broker-up broker-down clean help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -21,6 +22,9 @@ $(STAMP): pyproject.toml
 
 demo: setup  ## Local Kafka, the units, the gateway: run journeys and show their bills
 	$(BIN)/mbs demo
+
+demo-secure: setup  ## The same demo on a SASL/SCRAM broker with ACLs, a principal per process
+	$(BIN)/mbs demo --secure
 
 test: setup  ## The whole suite (starts the real Kafka broker if none is running)
 	$(BIN)/pytest

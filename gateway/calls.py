@@ -179,6 +179,7 @@ class Caller:
                 timeout_s=timeout,
                 key=run.run_id.encode(),
                 extra_headers=extra,
+                reply_from=contract.reply_topic,
             )
         except TimeoutError:
             call.error = "timeout"

@@ -219,11 +219,12 @@ def list_units() -> None:
 @app.command("demo")
 def demo(
     journeys: Annotated[int, typer.Option(help="How many sample orders to run.")] = 6,
+    secure: SecureOption = False,
 ) -> None:
     """Start Kafka, the units and the gateway; run journeys; show results and bills; clean up."""
     from mbs.demo import run_demo
 
-    sys.exit(run_demo(get_settings(), journeys=journeys, say=_say))
+    sys.exit(run_demo(get_settings(), journeys=journeys, say=_say, secure=secure))
 
 
 def _logging() -> None:

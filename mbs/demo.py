@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mbs import console as mbs_console
 from mbs.broker import LocalBroker
+from mbs.errors import MbsError
 from mbs.processes import ProcessGroup, free_port, wait_http_ok
 from mbs.settings import Settings
 
@@ -51,10 +52,13 @@ SAMPLE_ORDERS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def run_demo(settings: Settings, *, journeys: int, say: Callable[[str], None]) -> int:
-    """Start everything, run `journeys` sample orders, print results and bills, stop everything."""
+def run_demo(
+    settings: Settings, *, journeys: int, say: Callable[[str], None], secure: bool = False
+) -> int:
+    """Start everything, run `journeys` sample orders, print results and bills, stop everything.
+    With `secure`: a SASL/SCRAM broker with ACLs, every process with its own principal."""
     signal.signal(signal.SIGTERM, _interrupt)
-    broker = None if settings.kafka_bootstrap else LocalBroker(settings)
+    broker = None if settings.kafka_bootstrap else LocalBroker(settings, secure=secure)
     started_broker = False
     port = free_port()
     group = ProcessGroup(
@@ -65,10 +69,11 @@ def run_demo(settings: Settings, *, journeys: int, say: Callable[[str], None]) -
         if broker is not None and not broker.status().running:
             broker.up(progress=say)
             started_broker = True
+        principal = _principals(broker, settings, say) if secure else (lambda _: {})
         for unit in UNITS:
-            group.start(unit, "run", "unit", unit)
+            group.start(unit, "run", "unit", unit, env=principal(unit))
             say(f"started unit [bold]{unit}[/] (own process, log {group.log_dir / unit}.log)")
-        group.start("gateway", "run", "gateway")
+        group.start("gateway", "run", "gateway", env=principal("gateway"))
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{base}/readyz", group)
         say(f"gateway ready on {base} (OpenAPI at {base}/docs)")
@@ -83,6 +88,21 @@ def run_demo(settings: Settings, *, journeys: int, say: Callable[[str], None]) -
         say("units and gateway stopped")
         if started_broker and broker is not None:
             broker.down(progress=say)
+
+
+def _principals(
+    broker: LocalBroker | None, settings: Settings, say: Callable[[str], None]
+) -> Callable[[str], dict[str, str]]:
+    """Provision the secure broker; then each process's own credentials by name."""
+    from mbs.provision import provision_ecosystem  # noqa: PLC0415 (secure mode only)
+    from mbs.security import Credentials  # noqa: PLC0415
+
+    if broker is None:
+        raise MbsError("--secure runs on the local broker; unset MBS_KAFKA_BOOTSTRAP")
+    provision_ecosystem(broker, settings, say)
+    folder = broker.run_dir / "credentials"
+    say(f"secure mode: each process connects as its own principal ({folder})")
+    return lambda name: Credentials.load(folder, name).env()
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

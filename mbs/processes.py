@@ -45,7 +45,7 @@ class ProcessGroup:
     env: Mapping[str, str] = field(default_factory=dict)
     children: list[Process] = field(default_factory=list)
 
-    def start(self, name: str, *args: str) -> Process:
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Process:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("wb") as log:
@@ -54,7 +54,7 @@ class ProcessGroup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={k: v for k, v in {**os.environ, **self.env}.items() if v != ""},
+                env={k: v for k, v in {**os.environ, **self.env, **(env or {})}.items() if v},
                 start_new_session=True,
             )
         child = Process(name, popen, log_file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,6 +22,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from mbs import headers as h
 from mbs.kafka import client_options
 from mbs.topics import ensure_topics
+
+log = logging.getLogger("mbs.rpc")
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class Requester:
     _consumer: AIOKafkaConsumer | None = None
     _pending: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
     _sent_at: dict[str, float] = field(default_factory=dict)
+    _expected: dict[str, str] = field(default_factory=dict)
     _reader: asyncio.Task[None] | None = None
 
     async def start(self, reply_topics: Iterable[str]) -> None:
@@ -130,8 +134,10 @@ class Requester:
         timeout_s: float,
         key: bytes | None = None,
         extra_headers: dict[str, str] | None = None,
+        reply_from: str | None = None,
     ) -> Reply:
-        """Send one request and wait for its reply; `TimeoutError` when none comes in time."""
+        """Send one request and wait for its reply; `TimeoutError` when none comes in time.
+        With `reply_from`, only a reply on that topic (the provider's own) is accepted."""
         assert self._producer is not None, "call start() first"
         correlation_id = uuid.uuid4().hex
         deadline_ms = int((time.time() + timeout_s) * 1000)
@@ -145,6 +151,8 @@ class Requester:
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[correlation_id] = future
         self._sent_at[correlation_id] = time.perf_counter()
+        if reply_from is not None:
+            self._expected[correlation_id] = reply_from
         try:
             await self._producer.send_and_wait(
                 topic,
@@ -156,6 +164,7 @@ class Requester:
         finally:
             self._pending.pop(correlation_id, None)
             self._sent_at.pop(correlation_id, None)
+            self._expected.pop(correlation_id, None)
 
     async def _read_replies(self) -> None:
         assert self._consumer is not None
@@ -165,5 +174,14 @@ class Requester:
             future = self._pending.get(correlation_id)
             if future is None or future.done():
                 continue  # another instance's reply, or one that came after its timeout
+            expected = self._expected.get(correlation_id)
+            if expected is not None and record.topic != expected:
+                log.warning(
+                    "reply %s on %s ignored: only %s may answer it",
+                    correlation_id,
+                    record.topic,
+                    expected,
+                )
+                continue
             latency_ms = (time.perf_counter() - self._sent_at[correlation_id]) * 1000
             future.set_result(Reply(body=record.value or b"", headers=hdrs, latency_ms=latency_ms))
