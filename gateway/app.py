@@ -183,6 +183,11 @@ async def scorecard(request: Request, who: Anyone) -> dict[str, Any]:
     return {"units": card.units(), "capabilities": card.capabilities()}
 
 
+async def ledger(request: Request, who: Anyone) -> list[dict[str, Any]]:
+    """Settlement: per hour, what each partner earned and each internal unit charged."""
+    return _gateway(request).engine.scorecard.ledger()
+
+
 async def unit_scorecard(unit: str, request: Request, who: Anyone) -> dict[str, Any]:
     """One unit's scorecard."""
     gateway = _gateway(request)
@@ -226,6 +231,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         APIRoute("/units", list_units, methods=["GET"], tags=["units"]),
         APIRoute("/units/{unit}/scorecard", unit_scorecard, methods=["GET"], tags=["units"]),
         APIRoute("/scorecard", scorecard, methods=["GET"], tags=["units"]),
+        APIRoute("/ledger", ledger, methods=["GET"], tags=["partners"]),
         APIRoute(
             "/contracts", register_contract, methods=["POST"], tags=["partners"], status_code=201
         ),

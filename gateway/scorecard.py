@@ -3,6 +3,7 @@ against its SLA, revenue, cost and margin; per capability its providers side by 
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -40,8 +41,13 @@ class Scorecard:
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._tallies: dict[tuple[str, str], _Tally] = {}
+        self._ledger: dict[tuple[str, str], list[Decimal]] = {}  # (hour, unit) -> calls, price
 
     def record(self, call: Call) -> None:
+        hour = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime())
+        entry = self._ledger.setdefault((hour, call.unit), [Decimal(0), Decimal(0)])
+        entry[0] += 1
+        entry[1] += call.price
         tally = self._tallies.setdefault((call.unit, call.capability), _Tally())
         tally.calls += 1
         tally.revenue += call.price
@@ -116,6 +122,20 @@ class Scorecard:
             "shadow_agreement": round(tally.agree / shadowed, 4) if shadowed else None,
             "shadow_comparisons": shadowed,
         }
+
+    def ledger(self) -> list[dict[str, Any]]:
+        """Per hour and unit: calls and what the unit charged; for a partner, what we owe it."""
+        kinds = {c.unit: c.kind for c in self.catalog.contracts()}
+        return [
+            {
+                "period": hour,
+                "unit": unit,
+                "kind": kinds.get(unit, "?"),
+                "calls": int(calls),
+                "charged": str(price),
+            }
+            for (hour, unit), (calls, price) in sorted(self._ledger.items())
+        ]
 
     def capabilities(self) -> list[dict[str, Any]]:
         """Each capability with every provider the gateway called, side by side."""

@@ -39,6 +39,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(contracts_app, name="contracts")
 app.command("scorecard")(cli_ops.scorecard)
 app.command("make-or-buy")(cli_ops.make_or_buy)
+app.command("ledger")(cli_ops.ledger)
 app.add_typer(new_app, name="new")
 
 SecureOption = Annotated[

@@ -158,3 +158,17 @@ def verdict(providers: list[dict[str, Any]], units: dict[str, dict[str, Any]]) -
         if not ok
     ]
     return f"verdict: MAKE (keep {make['unit']}): {buy['unit']} is " + ", ".join(reasons)
+
+
+def ledger(gateway: GatewayOption = None) -> None:
+    """What each partner earned (we owe it) and each internal unit charged, per hour."""
+    rows = fetch("/ledger", gateway)
+    table = Table(title="Ledger (metered from replies the gateway received)")
+    for column in ("period", "unit", "kind", "calls", "charged", "settlement"):
+        table.add_column(column)
+    for row in rows:
+        owed = "we pay" if row["kind"] == "partner" else "internal charge"
+        table.add_row(
+            row["period"], row["unit"], row["kind"], str(row["calls"]), row["charged"], owed
+        )
+    console.stdout().print(table)

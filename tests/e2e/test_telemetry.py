@@ -295,3 +295,18 @@ def test_scorecards_and_make_or_buy_from_measured_traffic(eco: Ecosystem) -> Non
     )
     assert table.returncode == 0, table.stderr
     assert "notifications.send" in table.stdout
+    ledger = httpx.get(f"{url}/ledger", headers=CALLER).json()
+    owed = [r for r in ledger if r["unit"] == "fastship"]
+    assert owed
+    assert owed[0]["kind"] == "partner"
+    assert sum(Decimal(r["charged"]) for r in owed) > 0
+    settled = subprocess.run(
+        [sys.executable, "-m", "mbs", "ledger"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert settled.returncode == 0, settled.stderr
+    assert "we pay" in settled.stdout
