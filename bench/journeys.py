@@ -16,11 +16,15 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import statistics
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -195,12 +199,43 @@ async def main() -> None:
         },
     )
     rows: list[dict[str, Any]] = []
+    sink = OtlpSink()
     try:
         rows += await raw_baseline(settings.bootstrap, uid, args.seconds)
-        rows += await through_gateway(group, args.seconds)
+        group.env = {**group.env, "OTEL_SDK_DISABLED": "true"}
+        rows += await through_gateway(group, args.seconds, " (tracing off)")
+        group.env = {
+            **group.env,
+            "OTEL_SDK_DISABLED": "",
+            "OTEL_TRACES_EXPORTER": "otlp",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+        }
+        rows += await through_gateway(group, args.seconds, " (tracing on)")
     finally:
         group.stop()
+        sink.server.shutdown()
     report(rows, args.out)
+
+
+class OtlpSink:
+    """Accepts OTLP/HTTP exports and drops them: tracing on, at the cost of exporting."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 async def raw_baseline(bootstrap: str, uid: str, seconds: float) -> list[dict[str, Any]]:
@@ -227,7 +262,9 @@ async def raw_baseline(bootstrap: str, uid: str, seconds: float) -> list[dict[st
     return rows
 
 
-async def through_gateway(group: ProcessGroup, seconds: float) -> list[dict[str, Any]]:
+async def through_gateway(
+    group: ProcessGroup, seconds: float, label: str = ""
+) -> list[dict[str, Any]]:
     for unit in ("pricing", "fraud", "notifications"):
         group.start(unit, "run", "unit", unit)
     port = free_port()
@@ -235,6 +272,13 @@ async def through_gateway(group: ProcessGroup, seconds: float) -> list[dict[str,
     group.start("gateway", "run", "gateway")
     base = f"http://127.0.0.1:{port}"
     wait_http_ok(f"{base}/readyz", group, timeout_s=90)
+    try:
+        return await _measure_gateway(base, seconds, label)
+    finally:
+        group.stop()
+
+
+async def _measure_gateway(base: str, seconds: float, label: str) -> list[dict[str, Any]]:
     rows = []
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
@@ -242,12 +286,69 @@ async def through_gateway(group: ProcessGroup, seconds: float) -> list[dict[str,
             body = json.dumps({"name": name, "version": 1, **spec})
             put = await client.put(f"/journeys/{name}", content=body, headers=ADMIN)
             assert put.status_code in (201, 409), put.text
+            await _until_served(client, name)
             await closed_loop(journey_call(client, name), 10, 2.0)  # warm-up
+            _, steps = await closed_loop(journey_call(client, name), 1, 2.0)
+            step_p50 = percentile([s[1] for s in steps], 0.5)
             for in_flight in (1, 10, 100):
-                rate, samples = await closed_loop(journey_call(client, name), in_flight, seconds)
-                rows.append(row(name, in_flight, rate, samples))
+                rate, p50, p99 = await wrk(base, name, in_flight, seconds)
+                rows.append(
+                    {
+                        "what": f"{name}{label}",
+                        "in_flight": in_flight,
+                        "per_s": round(rate, 1),
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                        "step_p50_ms": round(step_p50, 2),
+                    }
+                )
                 print(rows[-1], flush=True)
     return rows
+
+
+async def _until_served(client: httpx.AsyncClient, name: str) -> None:
+    """Consumer groups settle after start-up: wait for the first journey to complete."""
+    for _ in range(30):
+        response = await client.post(f"/journeys/{name}", json=BODY, headers=CALLER)
+        if response.status_code == 200:
+            return
+        await asyncio.sleep(1)
+    raise RuntimeError(f"{name} never completed: {response.text}")
+
+
+async def wrk(
+    base: str, journey: str, connections: int, seconds: float
+) -> tuple[float, float, float]:
+    """Closed-loop HTTP load from wrk (a Python client saturates a core before the gateway)."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = '{json.dumps(BODY)}'\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["X-API-Key"] = "{CALLER["X-API-Key"]}"\n'
+    )
+    proc = await asyncio.create_subprocess_exec(
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{int(seconds)}s",
+        "--latency",
+        "-s",
+        str(script),
+        f"{base}/journeys/{journey}",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out = (await proc.communicate())[0].decode()
+    script.unlink()
+    if "Non-2xx" in out:
+        raise RuntimeError(f"{journey}: some journeys failed:\n{out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate, _ms(out, "50%"), _ms(out, "99%")
+
+
+def _ms(out: str, label: str) -> float:
+    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
 
 
 def report(rows: list[dict[str, Any]], out: Path | None) -> None:

@@ -181,3 +181,41 @@ def diff(
 def _changed_fields(before: Contract, after: Contract) -> list[str]:
     a, b = json.loads(before.model_dump_json()), json.loads(after.model_dump_json())
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
+@app.command("verify")
+def verify(
+    unit: Annotated[str | None, typer.Option(help="A unit of this checkout, e.g. pricing.")] = None,
+    contract: Annotated[
+        Path | None,
+        typer.Option(help="A contract JSON file, for a unit not in this checkout.", exists=True),
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, help="Valid requests drawn per capability.")] = 30,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds to wait for each reply.")] = 5.0,
+    record: Annotated[
+        bool, typer.Option(help="On success, record the certification in mbs.certifications.")
+    ] = True,
+) -> None:
+    """Verify that a RUNNING unit honours its contracts; exit 1 on any violation."""
+    from mbs import conformance
+
+    if (unit is None) == (contract is None):
+        raise typer.BadParameter("give --unit NAME or --contract FILE (one of the two)")
+    if contract is not None:
+        contracts = _read(contract)
+    else:
+        from mbs.runner import load_unit
+
+        contracts = [binding.contract.as_contract() for binding in load_unit(str(unit)).bindings]
+    bootstrap = get_settings().bootstrap
+    report = asyncio.run(
+        conformance.verify(contracts, bootstrap, samples=samples, timeout_s=timeout)
+    )
+    for table in conformance.render(report):
+        out.print(table)
+    if not report.passed:
+        err.print(f"[red]{len(report.violations)} violations[/]: {report.unit} is not certified")
+        raise typer.Exit(1)
+    if record:
+        keys = asyncio.run(conformance.record_certification(report, contracts, bootstrap))
+        err.print(f"[green]certified[/] {', '.join(keys)} in {conformance.CERTIFICATIONS_TOPIC}")
