@@ -60,7 +60,10 @@ class Caller:
         """Try providers in order, each up to `retry.attempts` times for timeouts and technical
         failures; a business error moves on to the next provider (when failover is on)."""
         last = StepError(
-            step=spec.id, code="no_provider", detail=f"nobody offers {spec.capability}"
+            step=spec.id,
+            code="no_provider",
+            detail=f"no live provider of {spec.capability} (a partner needs certification: "
+            "`mbs contracts verify`)",
         )
         for contract in candidates:
             for attempt in range(1, spec.retry.attempts + 1):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
+from mbs.conformance import is_certified
 from mbs.contract import Contract
 
 
@@ -12,6 +14,7 @@ class Catalog:
 
     def __init__(self, contracts: Iterable[Contract] = ()) -> None:
         self._by_capability: dict[str, dict[str, Contract]] = {}
+        self.certified: Mapping[str, Mapping[str, Any]] | None = None  # None: no gate
         self.update(contracts)
 
     def update(self, contracts: Iterable[Contract]) -> None:
@@ -35,6 +38,13 @@ class Catalog:
 
     def get(self, capability: str, unit: str) -> Contract | None:
         return self._by_capability.get(capability, {}).get(unit)
+
+    def live(self, contract: Contract) -> bool:
+        """May this provider get live traffic? Partners only once certified (when gated);
+        an uncertified partner still gets shadow copies, which is how it earns trust."""
+        if self.certified is None or contract.kind != "partner":
+            return True
+        return is_certified(self.certified, contract)
 
     def capabilities(self) -> list[str]:
         return sorted(self._by_capability)

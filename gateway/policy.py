@@ -32,10 +32,10 @@ class ProviderChooser:
         """The units a step may use: those it names, else only the home provider."""
         named = step.providers.units
         if not named:
-            offered = self.catalog.providers(step.capability)
+            offered = [c for c in self.catalog.providers(step.capability) if self.catalog.live(c)]
             return offered[:1]
         found = [self.catalog.get(step.capability, unit) for unit in named]
-        return [c for c in found if c is not None]
+        return [c for c in found if c is not None and self.catalog.live(c)]
 
     def order(self, step: StepDefinition, run_id: str) -> list[Contract]:
         found = self.candidates(step)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import contracts
@@ -12,11 +13,13 @@ from gateway.engine import JourneyEngine
 from gateway.executor import Executor
 from gateway.runlog import RunLog
 from mbs import headers as h
+from mbs.conformance import certifications
 from mbs.registry import Registry
 from mbs.rpc import Requester
 from mbs.settings import Settings
 
 log = logging.getLogger("mbs.gateway")
+CERTIFICATION_REFRESH_S = 3.0
 
 
 class Gateway:
@@ -39,6 +42,7 @@ class Gateway:
         )
         self.executor = Executor(self.engine, self.runlog, self.definitions.versions)
         self.ready = False
+        self._gate: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         view = await self.registry.sync()
@@ -51,11 +55,29 @@ class Gateway:
         await self.runlog.start(
             self.executor.on_record, self.executor.on_assigned, self.executor.on_revoked
         )
+        if self.settings.require_certification:
+            await self._refresh_certifications()
+            self._gate = asyncio.create_task(self._follow_certifications(), name="certifications")
         self.ready = True
         log.info("gateway ready: journeys %s", ", ".join(self.definitions.names()))
 
+    async def _refresh_certifications(self) -> None:
+        self.catalog.certified = await certifications(
+            self.settings.bootstrap, topic=self.settings.certifications_topic
+        )
+
+    async def _follow_certifications(self) -> None:
+        while True:
+            await asyncio.sleep(CERTIFICATION_REFRESH_S)
+            try:
+                await self._refresh_certifications()
+            except Exception:
+                log.exception("reading certifications failed; keeping the last view")
+
     async def stop(self) -> None:
         self.ready = False
+        if self._gate is not None:
+            self._gate.cancel()
         await self.executor.stop()
         await self.engine.stop()
         await self.runlog.stop()

@@ -217,5 +217,8 @@ def verify(
         err.print(f"[red]{len(report.violations)} violations[/]: {report.unit} is not certified")
         raise typer.Exit(1)
     if record:
-        keys = asyncio.run(conformance.record_certification(report, contracts, bootstrap))
-        err.print(f"[green]certified[/] {', '.join(keys)} in {conformance.CERTIFICATIONS_TOPIC}")
+        topic = get_settings().certifications_topic
+        keys = asyncio.run(
+            conformance.record_certification(report, contracts, bootstrap, topic=topic)
+        )
+        err.print(f"[green]certified[/] {', '.join(keys)} in {topic}")

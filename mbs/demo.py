@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from types import FrameType
@@ -27,6 +30,7 @@ UNITS = (
     "fastship",
     "paylater",
 )
+PARTNERS = ("fastship", "paylater")
 API_KEY = {"X-API-Key": "dev-caller-key"}
 _ORDER = {"customer_id": "cust-1", "country": "DE", "postcode": "10115", "card_token": "tok-4242"}
 # (what it shows, the order): each sample exercises one behaviour of the platform
@@ -73,7 +77,8 @@ def run_demo(
         for unit in UNITS:
             group.start(unit, "run", "unit", unit, env=principal(unit))
             say(f"started unit [bold]{unit}[/] (own process, log {group.log_dir / unit}.log)")
-        group.start("gateway", "run", "gateway", env=principal("gateway"))
+        gate = _certify_partners(broker, settings, say) if secure else {}
+        group.start("gateway", "run", "gateway", env={**principal("gateway"), **gate})
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{base}/readyz", group)
         say(f"gateway ready on {base} (OpenAPI at {base}/docs)")
@@ -103,6 +108,42 @@ def _principals(
     folder = broker.run_dir / "credentials"
     say(f"secure mode: each process connects as its own principal ({folder})")
     return lambda name: Credentials.load(folder, name).env()
+
+
+def _certify_partners(
+    broker: LocalBroker | None, settings: Settings, say: Callable[[str], None]
+) -> dict[str, str]:
+    """Run the conformance kit on each partner; the gateway then sends live traffic only to
+    the certified ones (the others still get shadow copies)."""
+    assert broker is not None
+    admin = {
+        "MBS_KAFKA_USERNAME": "admin",
+        "MBS_KAFKA_PASSWORD": broker.admin_password(),
+        "MBS_KAFKA_BOOTSTRAP": settings.bootstrap,
+    }
+    for partner in PARTNERS:
+        say(f"conformance kit on partner [bold]{partner}[/] ...")
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mbs",
+                "contracts",
+                "verify",
+                "--unit",
+                partner,
+                "--samples",
+                "10",
+            ],
+            env={**os.environ, **admin},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        verdict = "certified" if done.returncode == 0 else "NOT certified (no live traffic)"
+        say(f"  {partner}: {verdict}")
+    return {"MBS_REQUIRE_CERTIFICATION": "true"}
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -83,6 +83,7 @@ def gateway_grants(contracts: Iterable[Contract], group: str, contracts_topic: s
     grants: list[Grant] = [(TOPIC, "mbs.replies.", PREFIXED, op) for op in (READ, DESCRIBE)]
     grants += [(TOPIC, "mbs.journeys.", PREFIXED, op) for op in (READ, WRITE, DESCRIBE, CREATE)]
     grants += [(TOPIC, contracts_topic, LITERAL, op) for op in (READ, WRITE, DESCRIBE)]
+    grants += [(TOPIC, "mbs.certifications", LITERAL, op) for op in (READ, DESCRIBE)]
     grants.append((GROUP, group, LITERAL, READ))
     for c in contracts:
         grants += [(TOPIC, c.request_topic, LITERAL, op) for op in (WRITE, DESCRIBE)]

@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     contracts_topic: str = Field(
         default="mbs.contracts", description="The registry topic (tests use their own)."
     )
+    require_certification: bool = Field(
+        default=False,
+        description="Give partners live traffic only once `mbs contracts verify` passed.",
+    )
+    certifications_topic: str = Field(default="mbs.certifications")
     journeys_dir: Path | None = Field(
         default=None, description="Journey YAML directory (default: gateway/journeys)."
     )

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,3 +219,42 @@ async def _journeys_counted(client: httpx.AsyncClient) -> int:
     text = (await client.get("/metrics/")).text
     pattern = r'^mbs_journeys_total\{journey="order-to-delivery",.*\} (\S+)$'
     return int(sum(float(v) for v in re.findall(pattern, text, re.MULTILINE)))
+
+
+async def test_an_uncertified_partner_gets_live_traffic_only_once_certified(
+    fresh: Ecosystem, kafka_bootstrap: str
+) -> None:
+    assert fresh.group is not None
+    certs = f"test.certifications.{uuid.uuid4().hex[:8]}"
+    gated = {"MBS_REQUIRE_CERTIFICATION": "true", "MBS_CERTIFICATIONS_TOPIC": certs}
+    fresh.group.env = {**fresh.group.env, **gated}
+    url = fresh.start_gateway("gateway")
+    before = run_journey(url, order(1)).json()
+    assert before["status"] == "completed", before
+    assert [c["unit"] for c in steps_of(before)["ship"]["calls"]] == ["shipping"], (
+        "fastship is cheaper but uncertified: no live traffic"
+    )
+    verify = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "mbs",
+            "contracts",
+            "verify",
+            "--unit",
+            "fastship",
+            "--samples",
+            "10",
+        ],
+        env={**os.environ, **fresh.group.env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    await asyncio.sleep(4)  # the gateway re-reads certifications every 3 s
+    after = run_journey(url, order(2)).json()
+    assert after["status"] == "completed", after
+    assert [c["unit"] for c in steps_of(after)["ship"]["calls"]] == ["fastship"]
