@@ -10,6 +10,7 @@ from fastapi import Body, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import make_asgi_app
+from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount
 
 from gateway.auth import Admin, Anyone, Caller, Partner
@@ -20,6 +21,7 @@ from gateway.engine import JourneyInputError
 from gateway.models import JourneyRun
 from gateway.service import Gateway
 from mbs import tracing
+from mbs.contract import Contract
 from mbs.errors import JourneyDefinitionError, MbsError
 from mbs.registry import ContractRefused, load_contract_file
 from mbs.settings import Settings, get_settings
@@ -239,7 +241,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         APIRoute("/readyz", readyz, methods=["GET"], tags=["ops"]),
         Mount("/metrics", app=make_asgi_app()),
     ]
-    return FastAPI(
+    app = FastAPI(
         title="Micro Business Services gateway",
         description="Composes customer journeys from unit capabilities over Kafka. "
         "Send your key in `X-API-Key`.",
@@ -247,6 +249,37 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         routes=routes,
         lifespan=lifespan,
     )
+    _document_raw_bodies(app)
+    return app
+
+
+def _document_raw_bodies(app: FastAPI) -> None:
+    """The two routes that read their body themselves (YAML or JSON) still get a documented
+    request schema: a journey definition, and a contract (or a list of them)."""
+    plain = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = plain()
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        bodies: dict[tuple[str, str], type[BaseModel]] = {
+            ("/journeys/{name}", "put"): JourneyDefinition,
+            ("/contracts", "post"): Contract,
+        }
+        for (path, method), model in bodies.items():
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            components[model.__name__] = schema
+            ref = {"$ref": f"#/components/schemas/{model.__name__}"}
+            content: dict[str, Any] = {"application/json": {"schema": ref}}
+            if model is JourneyDefinition:
+                content["application/yaml"] = {"schema": ref}
+            doc["paths"][path][method]["requestBody"] = {"required": True, "content": content}
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 __all__ = ["JourneyDefinition", "create_app"]

@@ -258,3 +258,23 @@ async def test_an_uncertified_partner_gets_live_traffic_only_once_certified(
     after = run_journey(url, order(2)).json()
     assert after["status"] == "completed", after
     assert [c["unit"] for c in steps_of(after)["ship"]["calls"]] == ["fastship"]
+
+
+def test_shadow_replies_are_scored_never_used(eco: Ecosystem) -> None:
+    url = eco.gateways["gateway"]
+    definition = yaml.safe_load((JOURNEYS_DIR / "order-to-delivery.yaml").read_text())
+    definition["name"] = "shadow-ship"
+    ship = next(s for s in definition["steps"] if s["id"] == "ship")
+    ship["providers"] = {"policy": "fixed", "units": ["shipping"], "shadow": "fastship"}
+    put = httpx.put(f"{url}/journeys/shadow-ship", content=json.dumps(definition), headers=ADMIN)
+    assert put.status_code == 201, put.text
+    runs = [run_journey(url, order(i), "shadow-ship").json() for i in range(3)]
+    for run in runs:
+        assert run["status"] == "completed", run
+        assert run["output"]["carrier"] == "DHL", "the customer gets the primary's booking"
+        assert run["output"]["tracking_number"].startswith("MBS")
+        assert all(line["unit"] != "fastship" for line in run["bill"]["by_step"])
+    card = httpx.get(f"{url}/scorecard", headers=CALLER).json()
+    shipping = next(c for c in card["capabilities"] if c["capability"] == "shipping.book")
+    fastship = next(p for p in shipping["providers"] if p["unit"] == "fastship")
+    assert fastship["shadow_comparisons"] >= 1
