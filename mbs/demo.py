@@ -18,18 +18,9 @@ from mbs import console as mbs_console
 from mbs.broker import LocalBroker
 from mbs.errors import MbsError
 from mbs.processes import ProcessGroup, free_port, wait_http_ok
+from mbs.runner import unit_names
 from mbs.settings import Settings
 
-UNITS = (
-    "pricing",
-    "inventory",
-    "payments",
-    "fraud",
-    "shipping",
-    "notifications",
-    "fastship",
-    "paylater",
-)
 PARTNERS = ("fastship", "paylater")
 API_KEY = {"X-API-Key": "dev-caller-key"}
 _ORDER = {"customer_id": "cust-1", "country": "DE", "postcode": "10115", "card_token": "tok-4242"}
@@ -74,7 +65,7 @@ def run_demo(
             broker.up(progress=say)
             started_broker = True
         principal = _principals(broker, settings, say) if secure else (lambda _: {})
-        for unit in UNITS:
+        for unit in unit_names():
             group.start(unit, "run", "unit", unit, env=principal(unit))
             say(f"started unit [bold]{unit}[/] (own process, log {group.log_dir / unit}.log)")
         gate = _certify_partners(broker, settings, say) if secure else {}

@@ -34,8 +34,3 @@ def request_topic(capability: str, major: int, provider: str | None = None) -> s
 def reply_topic(unit: str) -> str:
     """The one topic a unit writes its replies to."""
     return f"mbs.replies.{unit}"
-
-
-def dlq_topic(capability: str, major: int, provider: str | None = None) -> str:
-    """Where invalid or undeliverable requests for a capability land, with their reason."""
-    return f"{request_topic(capability, major, provider)}.dlq"

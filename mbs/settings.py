@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mbs import headers
+
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "mbs"
@@ -65,7 +67,7 @@ class Settings(BaseSettings):
         default=3, ge=1, le=64, description="Partitions a unit works on at once, per capability."
     )
     contracts_topic: str = Field(
-        default="mbs.contracts", description="The registry topic (tests use their own)."
+        default=headers.CONTRACTS_TOPIC, description="The registry topic (tests use their own)."
     )
     require_certification: bool = Field(
         default=False,
@@ -79,8 +81,12 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEV_API_KEYS),
         description='JSON: {"key": {"caller": "webshop", "role": "caller|admin|partner"}}.',
     )
-    journeys_topic: str = Field(default="mbs.journeys.state", description="Journey log topic.")
-    definitions_topic: str = Field(default="mbs.journeys.defs", description="Versions topic.")
+    journeys_topic: str = Field(
+        default=headers.JOURNEY_STATE_TOPIC, description="Journey log topic."
+    )
+    definitions_topic: str = Field(
+        default=headers.JOURNEY_DEFS_TOPIC, description="Versions topic."
+    )
     gateway_group: str = Field(default="mbs.gateway", description="Executor consumer group.")
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."

@@ -16,16 +16,6 @@ from tests.conftest import private_topics
 
 CALLER = {"X-API-Key": "dev-caller-key"}
 ADMIN = {"X-API-Key": "dev-admin-key"}
-ALL_UNITS = (
-    "pricing",
-    "inventory",
-    "payments",
-    "fraud",
-    "shipping",
-    "notifications",
-    "fastship",
-    "paylater",
-)
 
 
 def order(i: int, **overrides: Any) -> dict[str, Any]:
