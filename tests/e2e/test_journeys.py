@@ -278,3 +278,30 @@ def test_shadow_replies_are_scored_never_used(eco: Ecosystem) -> None:
     shipping = next(c for c in card["capabilities"] if c["capability"] == "shipping.book")
     fastship = next(p for p in shipping["providers"] if p["unit"] == "fastship")
     assert fastship["shadow_comparisons"] >= 1
+
+
+def test_api_keys_and_roles(eco: Ecosystem) -> None:
+    url = eco.gateways["gateway"]
+    body = order(9)
+    missing = httpx.post(f"{url}/journeys/order-to-delivery", json=body)
+    assert missing.status_code == 401
+    assert "X-API-Key" in missing.json()["detail"]
+    unknown = httpx.post(
+        f"{url}/journeys/order-to-delivery", json=body, headers={"X-API-Key": "guess"}
+    )
+    assert unknown.status_code == 401
+    definition = (JOURNEYS_DIR / "quote-and-reserve.yaml").read_text()
+    caller_put = httpx.put(f"{url}/journeys/quote-and-reserve", content=definition, headers=CALLER)
+    assert caller_put.status_code == 403
+    assert "admin" in caller_put.json()["detail"]
+    partner = {"X-API-Key": "dev-fastship-key"}
+    foreign = Path("contracts/partners/paylater.json").read_text()
+    refused = httpx.post(f"{url}/contracts", content=foreign, headers=partner)
+    assert refused.status_code == 403, "a partner registers only its own contracts"
+    own = httpx.post(
+        f"{url}/contracts",
+        content=Path("contracts/partners/fastship.json").read_text(),
+        headers=partner,
+    )
+    assert own.status_code == 201, own.text
+    assert httpx.get(f"{url}/healthz").status_code == 200
