@@ -133,11 +133,13 @@ class Registry:
     async def register(self, contracts: Iterable[Contract]) -> list[Contract]:
         """Register each contract that is new; refuse all if any breaks. Returns those written."""
         await self.sync()
-        todo = [c for c in contracts if c.key not in self.view.by_key or self.view.check(c)]
-        for contract in todo:
+        todo = []
+        for contract in contracts:
             reasons = self.view.check(contract)
             if reasons:
                 raise ContractRefused(contract, reasons)
+            if contract.key not in self.view.by_key:
+                todo.append(contract)
         if todo:
             await self._write(todo)
             await self.sync()
