@@ -32,6 +32,7 @@ _HTTP_STATUS = {
     "timed_out": 504,
     "running": 202,
     "compensating": 202,
+    "compensation_failed": 502,
 }
 WAIT_MARGIN_S = 15.0
 
@@ -84,6 +85,27 @@ async def get_run(name: str, run_id: str, request: Request, caller: Caller) -> J
     if run is None or run.journey != name:
         raise HTTPException(404, f"no run {run_id!r} of journey {name!r}")
     return run
+
+
+async def parked_runs(request: Request, admin: Admin) -> list[JourneyRun]:
+    """Runs parked with status `compensation_failed`: side effects that could not be settled
+    or undone after retries (their message ids in `parked`). Resolve the cause (a unit down,
+    a refused undo), then reopen each with `POST /journeys/{name}/runs/{id}/compensate`."""
+    return _gateway(request).runlog.parked()
+
+
+async def reopen_run(name: str, run_id: str, request: Request, admin: Admin) -> JSONResponse:
+    """Pursue a parked run's side effects again (settle, undo); 202, poll the run."""
+    gateway = _gateway(request)
+    run = gateway.runlog.get(run_id)
+    if run is None or run.journey != name:
+        raise HTTPException(404, f"no run {run_id!r} of journey {name!r}")
+    if run.status != "compensation_failed":
+        raise HTTPException(409, f"run {run_id} is {run.status}, not compensation_failed")
+    reopened = run.model_copy(deep=True)
+    gateway.engine.reopen(reopened)
+    await gateway.runlog.save(reopened)
+    return _respond(reopened, 202)
 
 
 async def list_journeys(request: Request, who: Anyone) -> list[dict[str, Any]]:
@@ -229,6 +251,13 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
             "/journeys/{name}", put_journey, methods=["PUT"], tags=["journeys"], status_code=201
         ),
         APIRoute("/journeys/{name}/runs/{run_id}", get_run, methods=["GET"], tags=["journeys"]),
+        APIRoute(
+            "/journeys/{name}/runs/{run_id}/compensate",
+            reopen_run,
+            methods=["POST"],
+            tags=["journeys"],
+        ),
+        APIRoute("/runs/parked", parked_runs, methods=["GET"], tags=["journeys"]),
         APIRoute("/journeys", list_journeys, methods=["GET"], tags=["journeys"]),
         APIRoute("/units", list_units, methods=["GET"], tags=["units"]),
         APIRoute("/units/{unit}/scorecard", unit_scorecard, methods=["GET"], tags=["units"]),

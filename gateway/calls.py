@@ -1,289 +1,30 @@
-"""Calls from a journey to units: attempts, failover, shadow copies, compensations; and the
-small pure helpers the engine needs (input mapping, conditions, the bill)."""
+"""The small pure helpers of the engine: reply outcomes, input mapping, conditions, the bill."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import operator
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from opentelemetry.trace import SpanKind
-
 from gateway.catalog import Catalog
-from gateway.definitions import Condition, StepDefinition, parse_ref
-from gateway.models import (
-    Bill,
-    Call,
-    JourneyRun,
-    ShadowResult,
-    StepError,
-    StepLine,
-    StepRun,
-    UnitLine,
-)
-from gateway.policy import ProviderChooser
-from gateway.scorecard import Scorecard
-from mbs import headers as h
-from mbs import metrics, tracing
+from gateway.definitions import Condition, parse_ref
+from gateway.models import Bill, JourneyRun, StepLine, UnitLine
 from mbs.contract import Contract
-from mbs.rpc import Reply, Requester
+from mbs.rpc import Reply
 
 TECHNICAL = frozenset({"unit_failed", "deadline_exceeded"})
-COMPENSATION_ATTEMPTS = 3
 MISSING = object()
 
 
-class Caller:
-    """Sends a step's requests and interprets the replies."""
-
-    def __init__(
-        self, requester: Requester, chooser: ProviderChooser, timeout_s: float, scorecard: Scorecard
-    ) -> None:
-        self.requester = requester
-        self.chooser = chooser
-        self.timeout_s = timeout_s
-        self.scorecard = scorecard
-        self._shadows: set[asyncio.Task[None]] = set()
-
-    async def serve(
-        self,
-        spec: StepDefinition,
-        run: JourneyRun,
-        step: StepRun,
-        payload: dict[str, Any],
-        candidates: list[Contract],
-    ) -> StepError | None:
-        """Try providers in order, each up to `retry.attempts` times for timeouts and technical
-        failures; a business error moves on to the next provider (when failover is on)."""
-        last = StepError(
-            step=spec.id,
-            code="no_provider",
-            detail=f"no live provider of {spec.capability} (a partner needs certification: "
-            "`mbs contracts verify`)",
-        )
-        for contract in candidates:
-            for attempt in range(1, spec.retry.attempts + 1):
-                call, reply = await self._attempt(contract, spec, run, step, payload)
-                if call.outcome == "ok" and reply is not None:
-                    self._served(spec, run, step, payload, reply)
-                    return None
-                last = StepError(
-                    step=spec.id,
-                    code=call.error or call.outcome,
-                    detail=reply.error_detail
-                    if reply
-                    else f"no reply from {call.unit} within {call.timeout_s:g}s",
-                )
-                if call.outcome == "business_error":
-                    break  # an answer, not a glitch: the next provider may still serve it
-                if attempt < spec.retry.attempts:
-                    await asyncio.sleep(spec.retry.backoff_ms / 1000 * 2 ** (attempt - 1))
-            if not spec.providers.failover:
-                break
-        step.status = "timeout" if last.code == "timeout" else "failed"
-        if step.calls and step.calls[-1].outcome == "business_error":
-            step.status = "business_error"
-        return last
-
-    async def _attempt(
-        self,
-        contract: Contract,
-        spec: StepDefinition,
-        run: JourneyRun,
-        step: StepRun,
-        payload: dict[str, Any],
-    ) -> tuple[Call, Reply | None]:
-        remaining = run.deadline_ms / 1000 - time.time()
-        timeout = min(spec.timeout or self.timeout_s, remaining)
-        step.unit, step.attempts = contract.unit, step.attempts + 1
-        call = Call(
-            unit=contract.unit,
-            capability=contract.capability,
-            message_id=f"{run.run_id}:{spec.id}:{contract.unit}",
-        )
-        step.calls.append(call)
-        reply = await self._send(contract, call, run, spec.id, payload, timeout)
-        if reply is None:
-            call.outcome = "timeout"
-            self.scorecard.record(call)
-            return call, None
-        metrics.STEP_SECONDS.labels(
-            journey=run.journey,
-            step=spec.id,
-            unit=contract.capability.split(".")[0],
-            provider=contract.unit,
-        ).observe(reply.latency_ms / 1000)
-        self.chooser.observe(contract.capability, contract.unit, reply.latency_ms)
-        call.outcome = _outcome(contract, reply)
-        self.scorecard.record(call)
-        return call, reply
-
-    async def _send(
-        self,
-        contract: Contract,
-        call: Call,
-        run: JourneyRun,
-        step_id: str,
-        payload: dict[str, Any],
-        timeout: float,
-        shadow: bool = False,
-    ) -> Reply | None:
-        call.timeout_s = round(max(timeout, 0.0), 3)
-        call.started_ms = round(time.time() * 1000 - run.created_ms, 3)
-        with tracing.tracer().start_as_current_span(
-            f"step {step_id}" + (" (shadow)" if shadow else ""),
-            kind=SpanKind.CLIENT,
-            attributes={
-                "mbs.unit": contract.unit,
-                "mbs.owner": contract.owner,
-                "mbs.capability": contract.capability,
-                "mbs.provider": contract.unit,
-                "mbs.step": step_id,
-                "mbs.shadow": shadow,
-            },
-        ) as span:
-            reply = await self._exchange(contract, call, run, step_id, payload, timeout, shadow)
-            span.set_attribute("mbs.outcome", call.error or "ok")
-            span.set_attribute("mbs.cost", float(call.cost))
-            span.set_attribute("mbs.price", float(call.price))
-        return reply
-
-    async def _exchange(
-        self,
-        contract: Contract,
-        call: Call,
-        run: JourneyRun,
-        step_id: str,
-        payload: dict[str, Any],
-        timeout: float,
-        shadow: bool,
-    ) -> Reply | None:
-        if timeout <= 0:
-            call.error = "timeout"
-            return None
-        extra = tracing.inject_headers(
-            {
-                h.JOURNEY_ID: run.run_id,
-                h.JOURNEY: f"{run.journey}@{run.version}",
-                h.STEP: step_id,
-                h.MESSAGE_ID: call.message_id,
-            }
-        )
-        if shadow:
-            extra[h.SHADOW] = "1"
-        try:
-            reply = await self.requester.request(
-                contract.request_topic,
-                json.dumps(payload, default=str).encode(),
-                timeout_s=timeout,
-                key=run.run_id.encode(),
-                extra_headers=extra,
-                reply_from=contract.reply_topic,
-            )
-        except TimeoutError:
-            call.error = "timeout"
-            return None
-        call.latency_ms = round(reply.latency_ms, 3)
-        call.cost, call.price, call.error = reply.cost, reply.price, reply.error
-        return reply
-
-    def _served(
-        self,
-        spec: StepDefinition,
-        run: JourneyRun,
-        step: StepRun,
-        payload: dict[str, Any],
-        reply: Reply,
-    ) -> None:
-        step.status, step.output = "ok", json.loads(reply.body)
-        step.latency_ms, step.handler_ms = round(reply.latency_ms, 3), reply.handler_ms
-        step.cost = sum((c.cost for c in step.calls), Decimal(0))
-        step.price = sum((c.price for c in step.calls), Decimal(0))
-        shadow = spec.providers.shadow
-        contract = self.chooser.catalog.get(spec.capability, shadow) if shadow else None
-        if contract is not None and step.output is not None:
-            task = asyncio.create_task(self._shadow(contract, run, step, payload, step.output))
-            self._shadows.add(task)
-            task.add_done_callback(self._shadows.discard)
-
-    async def _shadow(
-        self,
-        contract: Contract,
-        run: JourneyRun,
-        step: StepRun,
-        payload: dict[str, Any],
-        primary: dict[str, Any],
-    ) -> None:
-        """A dry-run copy to the candidate; compared, scored, never used."""
-        call = Call(
-            unit=contract.unit,
-            capability=contract.capability,
-            message_id=f"{run.run_id}:{step.id}:{contract.unit}:shadow",
-        )
-        reply = await self._send(contract, call, run, step.id, payload, self.timeout_s, True)
-        differences = (
-            ["<no reply>"]
-            if reply is None
-            else (
-                [f"error: {reply.error}"]
-                if reply.error
-                else _compare(primary, json.loads(reply.body))
-            )
-        )
-        agreement = "disagree" if reply is None or reply.error else "agree"
-        step.shadow = ShadowResult(
-            unit=contract.unit,
-            agreement=agreement,
-            differences=differences,
-            latency_ms=call.latency_ms,
-        )
-        metrics.SHADOW_COMPARISONS.labels(
-            capability=contract.capability, provider=contract.unit, agreement=agreement
-        ).inc()
-        self.scorecard.record_shadow(contract.unit, contract.capability, agreement)
-
-    async def compensate(
-        self, contract: Contract, run: JourneyRun, step: StepRun, payload: dict[str, Any]
-    ) -> Call:
-        """Undo one step on the unit that did it; retried, never abandoned silently."""
-        call = Call(
-            unit=contract.unit,
-            capability=contract.capability,
-            message_id=f"{run.run_id}:{step.id}:{contract.unit}:compensate",
-        )
-        for attempt in range(1, COMPENSATION_ATTEMPTS + 1):
-            reply = await self._send(
-                contract, call, run, f"{step.id}.compensate", payload, self.timeout_s
-            )
-            call.outcome = "timeout" if reply is None else _outcome(contract, reply)
-            self.scorecard.record(call)
-            if call.outcome in ("ok", "business_error"):
-                break
-            await asyncio.sleep(0.1 * 2 ** (attempt - 1))
-        return call
-
-    async def drain(self) -> None:
-        await asyncio.gather(*self._shadows, return_exceptions=True)
-
-
-def _outcome(contract: Contract, reply: Reply) -> str:
+def outcome_of(contract: Contract, reply: Reply) -> str:
+    """ok, business_error, retryable (a declared retryable code) or failed (technical)."""
     if reply.error is None:
         return "ok"
     if reply.error in TECHNICAL:
         return "failed"
     declared = {e.code: e for e in contract.errors}.get(reply.error)
     return "retryable" if declared is not None and declared.retryable else "business_error"
-
-
-def _compare(primary: dict[str, Any], shadow: dict[str, Any]) -> list[str]:
-    """Fields whose presence differs; values of ids and carriers naturally differ, so only
-    the shape and the business fields both sides share are compared."""
-    missing = sorted(set(primary) ^ set(shadow))
-    return [f"field {name!r} only on one side" for name in missing]
 
 
 def lookup(source: Any, path: list[str]) -> Any:
@@ -343,8 +84,9 @@ def bill(run: JourneyRun, catalog: Catalog) -> Bill:
     by_unit: dict[str, UnitLine] = {}
     currency = "EUR"
     for step in run.steps:
-        for call in [*step.calls, *([step.compensation] if step.compensation else [])]:
-            label = step.id if call is not step.compensation else f"{step.id}.compensate"
+        undos = [undo for call in step.calls for undo in call.undos]
+        for call in [*step.calls, *undos]:
+            label = f"{step.id}.compensate" if any(call is u for u in undos) else step.id
             contract = catalog.get(call.capability, call.unit)
             owner = contract.owner if contract else call.unit
             currency = contract.pricing.currency if contract else currency

@@ -1,28 +1,30 @@
-"""The journey engine: runs a definition's steps over Kafka, in parallel where the DAG allows,
-with retries, provider failover, shadow copies and saga compensation. Every state change is
-saved to the journey log before the engine acts on it; message ids are derived from the run,
-step and unit, so a resumed run is answered from the units' memory and charges nothing twice.
-"""
+"""The journey engine: runs a definition's steps, in parallel where the DAG allows, with
+retries, provider failover, shadow copies and saga compensation.
+
+Every state change is saved before the engine acts on it, and every side-effecting call
+before it is sent, so a run can be taken up again from any saved state, by this gateway or
+another, as if nothing had happened. A run ends only once every side effect it caused is
+accounted for: used by a completed run, or undone; what cannot be undone after retries is
+parked (`compensation_failed`) for an operator, never reported as compensated."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gateway import calls
+from gateway.caller import SETTLE_WINDOW_S, Caller, Save
 from gateway.catalog import Catalog
 from gateway.definitions import JourneyDefinition, StepDefinition, parse_ref
-from gateway.models import JourneyRun, StepRun
+from gateway.models import Call, JourneyRun, RunStatus, StepRun
 from gateway.policy import ProviderChooser
 from gateway.scorecard import Scorecard
+from gateway.transport import Clock, SystemClock, Transport
 from mbs import metrics, tracing
 from mbs.errors import MbsError
-from mbs.rpc import Requester
 
-Save = Callable[[JourneyRun], Awaitable[object]]
 _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
@@ -30,18 +32,41 @@ class JourneyInputError(MbsError):
     """The journey input lacks a field a step needs."""
 
 
+@dataclass(frozen=True)
+class UndoPolicy:
+    """How long a side effect of a failed run is pursued before it is parked."""
+
+    attempts: int = 6
+    first_backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+
+    def backoff(self, attempt: int) -> float:
+        return float(min(self.max_backoff_s, self.first_backoff_s * 2 ** (attempt - 1)))
+
+
 class JourneyEngine:
     """Executes journeys; one instance per gateway process."""
 
     def __init__(
-        self, requester: Requester, catalog: Catalog, save: Save, *, default_timeout_s: float
+        self,
+        transport: Transport,
+        catalog: Catalog,
+        save: Save,
+        *,
+        default_timeout_s: float,
+        clock: Clock | None = None,
+        undo_policy: UndoPolicy | None = None,
     ) -> None:
         self.catalog = catalog
         self.save = save
+        self.clock = clock or SystemClock()
         self.chooser = ProviderChooser(catalog)
         self.scorecard = Scorecard(catalog)
-        self.caller = calls.Caller(requester, self.chooser, default_timeout_s, self.scorecard)
+        self.caller = Caller(
+            transport, self.clock, self.chooser, self.scorecard, timeout_s=default_timeout_s
+        )
         self.default_timeout_s = default_timeout_s
+        self.undo_policy = undo_policy or UndoPolicy()
 
     def new_run(self, definition: JourneyDefinition, journey_input: dict[str, Any]) -> JourneyRun:
         """A run in state `running`; input references are checked before anything is sent."""
@@ -57,7 +82,7 @@ class JourneyEngine:
         )
         if missing:
             raise JourneyInputError(f"journey input lacks field(s): {', '.join(missing)}")
-        now = int(time.time() * 1000)
+        now = int(self.clock.now_ms())
         return JourneyRun(
             run_id=uuid.uuid4().hex,
             journey=definition.name,
@@ -85,9 +110,12 @@ class JourneyEngine:
                 run.trace = tracing.inject_headers({})
             if run.status == "running":
                 await self._forward(definition, run)
-            if run.status == "compensating":
-                await self._compensate(definition, run)
-            await self._finish(definition, run)
+            if not run.decided:
+                await self._account(definition, run, patient=False)
+                await self._finish(definition, run)
+            if run.unsettled:  # the caller has its answer; the books are closed after
+                await self._account(definition, run, patient=True)
+                await self._close(run)
             span.set_attribute("mbs.journey.status", run.status)
             if run.bill is not None:
                 span.set_attribute("mbs.price", float(run.bill.total_price))
@@ -112,7 +140,7 @@ class JourneyEngine:
                 task.result()
             if run.error is None and len(done) < len(steps):
                 await self.save(run)  # outcomes are durable before dependants start
-        for task in running:  # a failure elsewhere: abandon what is still waiting
+        for task in running:  # a failure elsewhere: stop; what they sent is settled below
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
         if run.error is not None:
@@ -124,52 +152,125 @@ class JourneyEngine:
         if condition is not None and not calls.holds(condition, run):
             step.status = "skipped"
             return
-        step.status = "running"
-        step.started_ms = round(time.time() * 1000 - run.created_ms, 3)
+        if step.status == "pending":
+            step.status = "running"
+            step.started_ms = round(self.clock.now_ms() - run.created_ms, 3)
         payload = calls.resolve(spec.input, run)
-        outcome = await self.caller.serve(
-            spec, run, step, payload, self.chooser.order(spec, run.run_id)
-        )
+        outcome = await self.caller.serve(spec, run, step, payload, self.save)
         step.finished_seq = sum(1 for s in run.steps if s.finished_seq is not None)
         if outcome is not None:
             step.error = outcome
             run.error = outcome
 
-    async def _compensate(self, definition: JourneyDefinition, run: JourneyRun) -> None:
-        """Undo the finished side-effecting steps, newest first (saga)."""
-        done = [s for s in run.steps if s.status == "ok" and s.finished_seq is not None]
-        for step in sorted(done, key=lambda s: s.finished_seq or 0, reverse=True):
-            spec = definition.step(step.id)
-            contract = self.catalog.get(step.capability, step.unit)
-            if spec.compensate is None or contract is None or not contract.side_effects:
-                continue
-            if step.compensation is not None and step.compensation.outcome == "ok":
-                continue
-            capability = spec.compensate.capability or contract.compensation or ""
-            undo = self.catalog.get(capability, step.unit) or self.catalog.home(capability)
-            payload = calls.resolve(spec.compensate.input, run, own=step.output)
-            step.compensation = await self.caller.compensate(undo, run, step, payload)
-            await self.save(run)
-        run.compensated = True
-        run.status = "timed_out" if run.error and run.error.code == "timeout" else "failed"
+    async def _account(
+        self, definition: JourneyDefinition, run: JourneyRun, *, patient: bool
+    ) -> None:
+        """Settle every call whose outcome is unknown (once, or with every retry when
+        `patient`), then undo every side effect the run does not keep (all of them when it
+        failed), newest first (saga). What cannot be settled yet is left `unsettled`; what
+        cannot be undone is `parked`."""
+        unsettled: list[str] = []
+        for step in run.steps:
+            for call in step.calls:
+                if call.effect != "unknown":
+                    continue
+                if not await self._settle(definition, run, step, call, patient=patient):
+                    unsettled.append(call.message_id)
+        keep = run.error is None
+        todo = [
+            (step, call)
+            for step in run.steps
+            for call in step.calls
+            if call.effect == "done" and not (keep and call.used)
+        ]
+        parked = [] if patient else list(run.parked)
+        for step, call in sorted(todo, key=lambda sc: sc[1].done_seq or 0, reverse=True):
+            if not await self._undo(definition, run, step, call):
+                parked.append(call.message_id)
+        run.parked = parked + (unsettled if patient else [])
+        run.unsettled = [] if patient else unsettled
+
+    async def _settle(
+        self,
+        definition: JourneyDefinition,
+        run: JourneyRun,
+        step: StepRun,
+        call: Call,
+        *,
+        patient: bool,
+    ) -> bool:
+        payload = calls.resolve(definition.step(step.id).input, run)
+        tries = self.undo_policy.attempts if patient else 1
+        wait = self.default_timeout_s if patient else min(self.default_timeout_s, SETTLE_WINDOW_S)
+        for attempt in range(1, tries + 1):
+            if await self.caller.settle(run, step.id, call, payload, wait):
+                return True
+            if attempt < tries:
+                await self.clock.sleep(self.undo_policy.backoff(attempt))
+        return False
+
+    async def _undo(
+        self, definition: JourneyDefinition, run: JourneyRun, step: StepRun, call: Call
+    ) -> bool:
+        """True once the call's effect is undone, or the definition says it stays."""
+        spec = definition.step(step.id)
+        contract = self.catalog.get(call.capability, call.unit)
+        if spec.compensate is None or contract is None:
+            return True  # the definition says this effect stays (a sent e-mail, say)
+        capability = spec.compensate.capability or contract.compensation or ""
+        undo = self.catalog.get(capability, call.unit) or self.catalog.home(capability)
+        payload = calls.resolve(spec.compensate.input, run, own=call.output)
+        for attempt in range(1, self.undo_policy.attempts + 1):
+            if await self.caller.undo(undo, run, step.id, call, payload, self.save):
+                break
+            await self.clock.sleep(self.undo_policy.backoff(attempt))
+        if call.used:
+            step.compensation = call.undos[-1] if call.undos else None
+        return call.effect == "undone"
 
     async def _finish(self, definition: JourneyDefinition, run: JourneyRun) -> None:
+        """The outcome: what the caller is told, counted once."""
         for step in run.steps:
             if step.status in ("pending", "running"):
-                step.status = "skipped"
-        run.latency_ms = round(time.time() * 1000 - run.created_ms, 3)
-        if run.status == "running":
-            run.status = "completed"
+                step.status = "cancelled" if step.calls else "skipped"
+        run.latency_ms = round(self.clock.now_ms() - run.created_ms, 3)
+        if run.error is None:
             run.output = calls.resolve(definition.output, run)
-        run.bill = calls.bill(run, self.catalog)
+        run.status = _outcome(run)
+        self._books(run)
         await self.save(run)
         labels = {"journey": run.journey, "version": str(run.version)}
         metrics.JOURNEYS.labels(**labels, outcome=run.status).inc()
         metrics.JOURNEY_SECONDS.labels(**labels).observe(run.latency_ms / 1000)
-        for line in run.bill.by_unit:
+        for line in run.bill.by_unit if run.bill else []:
             metrics.JOURNEY_COST.labels(
-                journey=run.journey, unit=line.unit, currency=run.bill.currency
+                journey=run.journey, unit=line.unit, currency=run.bill.currency if run.bill else ""
             ).inc(float(line.price))
+
+    async def _close(self, run: JourneyRun) -> None:
+        """The books of a decided run, once its unsettled calls are settled or given up."""
+        self._books(run)
+        await self.save(run)
+
+    def _books(self, run: JourneyRun) -> None:
+        if run.parked and run.status != "compensation_failed":
+            run.status = "compensation_failed"
+            metrics.COMPENSATIONS_PARKED.labels(journey=run.journey).inc()
+        elif not run.parked:
+            run.status = _outcome(run)
+        run.compensated = run.error is not None and not (run.parked or run.unsettled)
+        run.bill = calls.bill(run, self.catalog)
+
+    @staticmethod
+    def reopen(run: JourneyRun) -> None:
+        """An operator asks for a parked run's side effects to be pursued again."""
+        run.unsettled, run.parked = run.parked, []
 
     async def stop(self) -> None:
         await self.caller.drain()
+
+
+def _outcome(run: JourneyRun) -> RunStatus:
+    if run.error is None:
+        return "completed"
+    return "timed_out" if run.error.code == "timeout" else "failed"

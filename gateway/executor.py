@@ -53,8 +53,10 @@ class Executor:
         for earlier_id, earlier in self.pending.pop(partition, {}).items():
             if earlier_id != run_id:
                 self._consider(JourneyRun.model_validate_json(earlier), partition, resumed=True)
-        if run_id in self.active or run_id in self.finished:
+        if run_id in self.active:
             return  # our own writes, read back
+        if run_id in self.finished and b'"unsettled":[]' in value:
+            return  # our own final write, read back; an operator's reopening is acted on
         resumed = offset + 1 == self.replay_end.get(partition)
         self._consider(JourneyRun.model_validate_json(value), partition, resumed=resumed)
 

@@ -7,9 +7,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-StepStatus = Literal["pending", "running", "ok", "business_error", "timeout", "failed", "skipped"]
-RunStatus = Literal["running", "compensating", "completed", "failed", "timed_out"]
-TERMINAL: frozenset[str] = frozenset({"completed", "failed", "timed_out"})
+StepStatus = Literal[
+    "pending", "running", "ok", "business_error", "timeout", "failed", "skipped", "cancelled"
+]
+RunStatus = Literal[
+    "running", "compensating", "completed", "failed", "timed_out", "compensation_failed"
+]
+TERMINAL: frozenset[str] = frozenset({"completed", "failed", "timed_out", "compensation_failed"})
+# What the engine knows of a call's side effect: `none` (pure, refused or never done),
+# `unknown` (sent, no final answer yet), `done`, `undone`.
+Effect = Literal["none", "unknown", "done", "undone"]
 
 
 class StepError(BaseModel):
@@ -21,18 +28,32 @@ class StepError(BaseModel):
 
 
 class Call(BaseModel):
-    """One request/reply exchange with a unit (an attempt, a compensation, a shadow copy)."""
+    """One request/reply exchange with a unit (an attempt, a compensation, a shadow copy).
+
+    A side-effecting call is saved before it is sent (`effect: unknown`), so whoever resumes
+    the run knows it may have happened and settles it: re-sends the same message id with the
+    same deadline, and the unit's final answer says whether it was done."""
 
     unit: str
     capability: str
     message_id: str
     outcome: str = "pending"
+    deadline_ms: int | None = Field(default=None, description="The `mbs-deadline` sent.")
+    effect: Effect = "none"
+    done_seq: int | None = Field(default=None, description="Order in which effects were done.")
+    output: dict[str, Any] | None = Field(
+        default=None, description="The reply of a side-effecting call, kept to undo it."
+    )
+    undos: list[Call] = Field(default_factory=list, description="Attempts to undo this call.")
     started_ms: float | None = Field(default=None, description="Offset from the journey start.")
     latency_ms: float | None = None
     timeout_s: float | None = None
     cost: Decimal = Decimal(0)
     price: Decimal = Decimal(0)
     error: str | None = None
+    detail: str = ""
+    handler_ms: float | None = None
+    used: bool = Field(default=False, description="The step's output is this call's reply.")
 
 
 class ShadowResult(BaseModel):
@@ -61,8 +82,13 @@ class StepRun(BaseModel):
     output: dict[str, Any] | None = None
     error: StepError | None = None
     finished_seq: int | None = Field(default=None, description="Order of completion.")
+    providers: list[str] = Field(
+        default_factory=list, description="Provider order, fixed when the step first starts."
+    )
     calls: list[Call] = Field(default_factory=list)
-    compensation: Call | None = None
+    compensation: Call | None = Field(
+        default=None, description="The last undo of the call whose output the step used."
+    )
     shadow: ShadowResult | None = None
 
 
@@ -109,6 +135,16 @@ class JourneyRun(BaseModel):
     output: dict[str, Any] | None = None
     error: StepError | None = None
     compensated: bool = False
+    unsettled: list[str] = Field(
+        default_factory=list,
+        description="Message ids of calls whose outcome is still being asked for (a provider "
+        "that does not answer); the run's outcome is known, its accounting is not finished.",
+    )
+    parked: list[str] = Field(
+        default_factory=list,
+        description="Message ids of side effects that could not be settled or undone: an "
+        "operator's to resolve (status `compensation_failed`).",
+    )
     steps: list[StepRun]
     created_ms: int = Field(description="Epoch milliseconds.")
     deadline_ms: int = Field(description="Epoch milliseconds by which the journey must end.")
@@ -120,5 +156,11 @@ class JourneyRun(BaseModel):
     bill: Bill | None = None
 
     @property
-    def finished(self) -> bool:
+    def decided(self) -> bool:
+        """The outcome is known (what the caller is told)."""
         return self.status in TERMINAL
+
+    @property
+    def finished(self) -> bool:
+        """Decided, and every side effect accounted for: nothing left to do for the run."""
+        return self.status in TERMINAL and not self.unsettled

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
@@ -26,6 +27,7 @@ log = logging.getLogger("mbs.gateway.runlog")
 STATE_PARTITIONS = 6
 STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 KEPT_RUNS = 20_000
+_REVISION = re.compile(rb'"revision":(\d+)')
 
 RecordHandler = Callable[[str, bytes, int, int], Awaitable[None]]
 RevokeHandler = Callable[[set[int]], Awaitable[None]]
@@ -103,6 +105,17 @@ class RunLog:
             self._runs[run_id] = found
         return found
 
+    def parked(self) -> list[JourneyRun]:
+        """Recent runs whose side effects could not all be settled or undone."""
+        found = []
+        for run_id, value in list(self._runs.items()):
+            raw = value if isinstance(value, bytes) else b""
+            if isinstance(value, JourneyRun) or b'"compensation_failed"' in raw:
+                run = self.get(run_id)
+                if run is not None and run.status == "compensation_failed":
+                    found.append(run)
+        return found
+
     def finished_here(self, run: JourneyRun) -> None:
         """This gateway ended the run: wake its waiters now rather than via the log."""
         self._keep(run.run_id, run)
@@ -111,9 +124,9 @@ class RunLog:
                 future.set_result(run)
 
     async def wait_finished(self, run_id: str, timeout_s: float) -> JourneyRun | None:
-        """The run once finished; None if it is still running after `timeout_s`."""
+        """The run once its outcome is known; None if it is still running after `timeout_s`."""
         known = self.get(run_id)
-        if known is not None and known.finished:
+        if known is not None and known.decided:
             return known
         future: asyncio.Future[JourneyRun] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(run_id, []).append(future)
@@ -146,12 +159,12 @@ class RunLog:
     async def _observe(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
         """Keep the raw record; parse only what someone is waiting for."""
         known = self._runs.get(run_id)
-        if isinstance(known, JourneyRun) and known.finished:
+        if isinstance(known, JourneyRun) and known.decided and _revision(value) <= known.revision:
             return  # finished here: a late echo of an earlier state must not replace it
         self._keep(run_id, value)
         if run_id in self._waiters:
             run = self.get(run_id)
-            if run is not None and run.finished:
+            if run is not None and run.decided:
                 for future in self._waiters.pop(run_id, []):
                     if not future.done():
                         future.set_result(run)
@@ -173,6 +186,11 @@ class RunLog:
                         await handle(record.key.decode(), record.value, tp.partition, record.offset)
                     except Exception:
                         log.exception("run record %s@%d could not be handled", tp, record.offset)
+
+
+def _revision(value: bytes) -> int:
+    found = _REVISION.search(value)
+    return int(found.group(1)) if found else 0
 
 
 class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]

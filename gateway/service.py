@@ -9,9 +9,10 @@ import contracts
 from gateway.catalog import Catalog
 from gateway.definitions import JOURNEYS_DIR, load_all
 from gateway.defs import DefinitionStore
-from gateway.engine import JourneyEngine
+from gateway.engine import JourneyEngine, UndoPolicy
 from gateway.executor import Executor
 from gateway.runlog import RunLog
+from gateway.transport import KafkaTransport
 from mbs import headers as h
 from mbs.conformance import certifications
 from mbs.registry import Registry
@@ -35,10 +36,11 @@ class Gateway:
         self.requester = Requester(settings.bootstrap, caller="gateway")
         self.runlog = RunLog(settings.bootstrap, settings.journeys_topic, settings.gateway_group)
         self.engine = JourneyEngine(
-            self.requester,
+            KafkaTransport(self.requester),
             self.catalog,
             self.runlog.save,
             default_timeout_s=settings.request_timeout,
+            undo_policy=UndoPolicy(attempts=settings.undo_attempts),
         )
         self.executor = Executor(self.engine, self.runlog, self.definitions.versions)
         self.ready = False

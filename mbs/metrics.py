@@ -50,3 +50,9 @@ SHADOW_COMPARISONS = Counter(
     "Shadow replies compared with the primary's.",
     ["capability", "provider", "agreement"],
 )
+COMPENSATIONS_PARKED = Counter(
+    "mbs_compensations_parked",
+    "Runs ended with side effects that could not be settled or undone (an operator's to "
+    "resolve: GET /runs/parked).",
+    ["journey"],
+)

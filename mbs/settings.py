@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +14,11 @@ from mbs import headers
 
 def _default_home() -> Path:
     return Path.home() / ".cache" / "mbs"
+
+
+def _default_unit_state_dir(data: dict[str, Any]) -> Path:
+    home: Path = data["home"]
+    return home / "units"
 
 
 class ApiKey(BaseModel):
@@ -66,6 +71,14 @@ class Settings(BaseSettings):
     unit_concurrency: int = Field(
         default=3, ge=1, le=64, description="Partitions a unit works on at once, per capability."
     )
+    unit_state_dir: Path = Field(
+        default_factory=_default_unit_state_dir,
+        description="Where units keep their state and replies (<unit>.sqlite3); default "
+        "MBS_HOME/units. Every instance of a unit must see the same directory.",
+    )
+    reply_retention_hours: float = Field(
+        default=168.0, gt=0, description="How long a unit remembers the answer to a message id."
+    )
     contracts_topic: str = Field(
         default=headers.CONTRACTS_TOPIC, description="The registry topic (tests use their own)."
     )
@@ -90,6 +103,13 @@ class Settings(BaseSettings):
     gateway_group: str = Field(default="mbs.gateway", description="Executor consumer group.")
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."
+    )
+    undo_attempts: int = Field(
+        default=6,
+        ge=1,
+        le=100,
+        description="Tries to settle or undo one side effect of a run before it is parked "
+        "(status compensation_failed), with backoff from 0.2 s doubling to 5 s.",
     )
 
     @property

@@ -1,0 +1,152 @@
+"""The journey engine's decisions, one scripted fault at a time, without a broker: failover,
+retries, message ids, settling unknown calls, compensation order, parking a failed undo."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from gateway.definitions import JourneyDefinition
+from gateway.models import JourneyRun
+from tests.engine_world import World, check_invariants, contract, live_through
+
+
+def _step(i: int, *, effects: bool, after: tuple[int, ...] = (), **extra: Any) -> dict[str, Any]:
+    step: dict[str, Any] = {
+        "id": f"s{i}",
+        "capability": f"c{i}.act",
+        "after": [f"s{a}" for a in after],
+        "input": {"x": "$input.x"},
+        **extra,
+    }
+    if effects:
+        step["compensate"] = {"input": {"effect_id": "$self.effect_id"}}
+    return step
+
+
+def _world(
+    steps: list[dict[str, Any]], faults: list[str], crashes: frozenset[int] = frozenset()
+) -> tuple[World, JourneyDefinition]:
+    contracts = []
+    for step in steps:
+        effects = "compensate" in step
+        i = step["capability"][1:].split(".")[0]
+        for unit in step.get("providers", {}).get("units") or [f"c{i}"]:
+            contracts.append(contract(unit, f"c{i}.act", side_effects=effects, price="0.010"))
+            if effects:
+                contracts.append(contract(unit, f"c{i}.undo", side_effects=True, price="0.010"))
+    definition = JourneyDefinition(name="scripted", version=1, steps=steps)
+    return World(contracts, faults=faults, crash_at=crashes), definition
+
+
+def _run(world: World, definition: JourneyDefinition) -> JourneyRun:
+    run = asyncio.run(live_through(world, definition))
+    check_invariants(world, definition, run)
+    return run
+
+
+FAILOVER = {"policy": "failover", "units": ["c0", "p0"], "failover": True}
+
+
+def test_a_business_error_fails_over_to_the_next_provider() -> None:
+    world, definition = _world([_step(0, effects=True, providers=FAILOVER)], ["business"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert [(c.unit, c.outcome) for c in run.steps[0].calls] == [
+        ("c0", "business_error"),
+        ("p0", "ok"),
+    ]
+    assert run.steps[0].unit == "p0"
+
+
+def test_without_failover_a_business_error_fails_the_run() -> None:
+    providers = {**FAILOVER, "failover": False}
+    world, definition = _world([_step(0, effects=True, providers=providers)], ["business"])
+    run = _run(world, definition)
+    assert run.status == "failed"
+    assert [c.unit for c in run.steps[0].calls] == ["c0"]
+
+
+def test_a_retryable_error_is_retried_under_a_fresh_message_id() -> None:
+    step = _step(0, effects=True, retry={"attempts": 3, "backoff_ms": 10})
+    world, definition = _world([step], ["retryable", "failed"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    ids = [c.message_id for c in run.steps[0].calls]
+    assert ids == [f"{run.run_id}:s0:c0:{n}" for n in (1, 2, 3)]
+    assert [c.outcome for c in run.steps[0].calls] == ["retryable", "failed", "ok"]
+
+
+def test_a_reply_lost_after_the_work_is_settled_and_the_work_used_once() -> None:
+    world, definition = _world([_step(0, effects=True)], ["lost_reply"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert len(world.effects) == 1
+    assert run.steps[0].output == {"value": 1, "effect_id": "e1"}
+
+
+def test_a_crash_after_the_unit_did_the_work_resumes_without_doing_it_twice() -> None:
+    world, definition = _world(
+        [_step(0, effects=True), _step(1, effects=True, after=(0,))], ["crash_after"]
+    )
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert len(world.effects) == 2
+    assert world.life > 2  # it did crash and resume
+    assert len(run.steps[0].calls) == 1
+
+
+def test_completed_steps_are_undone_newest_first_when_a_later_one_fails() -> None:
+    steps = [
+        _step(0, effects=True),
+        _step(1, effects=True, after=(0,)),
+        _step(2, effects=False, after=(1,)),
+    ]
+    world, definition = _world(steps, ["ok", "ok", "business"])
+    run = _run(world, definition)
+    assert run.status == "failed"
+    assert run.compensated is True
+    assert world.undo_log == ["e2", "e1"]
+    assert all(s.compensation is not None and s.compensation.outcome == "ok" for s in run.steps[:2])
+
+
+def test_a_parallel_branch_failing_undoes_its_sibling_whatever_its_progress() -> None:
+    steps = [_step(0, effects=True), _step(1, effects=False)]  # reserve | fraud, in parallel
+    for faults in (["ok", "business"], ["business", "ok"], ["late", "business"]):
+        world, definition = _world(steps, list(faults))
+        run = _run(world, definition)
+        assert run.status == "failed", faults
+        assert all(e.undone == 1 for e in world.effects.values()), faults
+
+
+def test_an_undo_that_keeps_failing_is_parked_not_reported_compensated() -> None:
+    steps = [_step(0, effects=True), _step(1, effects=False, after=(0,))]
+    world, definition = _world(steps, ["ok", "business"] + ["business"] * 4)
+    run = _run(world, definition)
+    assert run.status == "compensation_failed"
+    assert run.compensated is False
+    assert run.parked == [f"{run.run_id}:s0:c0:1"]
+    assert len(run.steps[0].calls[0].undos) == 4
+    assert world.effects["e1"].undone == 0
+
+
+def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> None:
+    fastest = {"policy": "fastest", "units": ["c0", "p0"], "failover": True}
+    world, definition = _world(
+        [_step(0, effects=True, providers=fastest)], ["business", "ok"], crashes=frozenset({2})
+    )
+    run = _run(world, definition)
+    assert run.steps[0].providers == ["c0", "p0"]
+    assert [c.unit for c in run.steps[0].calls] == ["c0", "p0"]
+
+
+def test_a_silent_provider_does_not_hold_the_caller_its_call_is_settled_after() -> None:
+    step = _step(0, effects=True, providers=FAILOVER)
+    # c0 swallows the request and the quick re-ask; p0 serves; c0 stays silent a while more
+    world, definition = _world([step], ["late", "late", "ok", "late", "late", "late"])
+    run = _run(world, definition)
+    assert ("completed", 1) in world.history, "decided while c0's call was still unsettled"
+    assert run.status == "completed"
+    assert not run.unsettled
+    assert run.steps[0].calls[0].effect == "none", "c0 refused its request: past its deadline"
+    assert [e.unit for e in world.effects.values()] == ["p0"]
