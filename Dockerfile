@@ -22,7 +22,11 @@ COPY gateway ./gateway
 RUN pip install --no-cache-dir . \
     && rm -rf /tmp/src
 
-RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mbs
+# The units' state directory (MBS_UNIT_STATE_DIR in docker-compose.yml) belongs to mbs, so
+# a named volume mounted there starts out writable by it.
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mbs \
+    && mkdir -p /var/lib/mbs/units \
+    && chown -R mbs /var/lib/mbs
 USER mbs
 WORKDIR /home/mbs
 

@@ -3,7 +3,8 @@
 Both sides consume N pre-produced requests and reply on a topic; we time from the first
 request produced to the last reply seen. The bare subscriber does what a hand-written service
 would do (parse JSON, price, publish a reply); the kit adds validation, de-duplication
-(a Kafka write per request), cost headers and metrics.
+(a SQLite transaction per request in the unit's store, a file in a temporary directory here),
+cost headers and metrics.
 
     .venv/bin/python bench/unit_throughput.py --requests 2000
 """
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from faststream import AckPolicy
@@ -22,8 +25,8 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts.pricing import QUOTE, QuoteRequest
 from mbs import headers as h
-from mbs.dedup import KafkaReplyStore
 from mbs.settings import Settings
+from mbs.state import UnitStore
 from mbs.topics import ensure_topics
 from mbs.unit import Binding, Unit
 from services.pricing.handlers import quote
@@ -39,7 +42,8 @@ def kit_contract(uid: str) -> Any:
 def wire_kit(broker: KafkaBroker, bootstrap: str, uid: str, concurrency: int) -> tuple[str, str]:
     contract = kit_contract(uid)
     unit = Unit(contract.unit, [Binding(contract, quote)], concurrency=concurrency)
-    unit.attach(broker, KafkaReplyStore(bootstrap=bootstrap, unit=unit.name))
+    state_dir = Path(tempfile.mkdtemp(prefix="mbs-bench-"))
+    unit.attach(broker, UnitStore.open(state_dir / f"{unit.name}.sqlite3"))
     return contract.request_topic, contract.reply_topic
 
 

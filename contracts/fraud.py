@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mbs.contract import DeclaredError, Pricing, Sla, declare
+from mbs.money import Money
 
 
 class ScoreRequest(BaseModel):
@@ -17,7 +18,7 @@ class ScoreRequest(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=64)
     customer_id: str = Field(min_length=1, max_length=64)
-    amount: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    amount: Money
     country: str = Field(default="DE", pattern=r"^[A-Z]{2}$")
 
 
@@ -35,7 +36,7 @@ SCORE = declare(
     unit="fraud",
     owner="team-risk",
     capability="fraud.score",
-    version="1.0.0",
+    version="2.0.0",  # 2: money became a decimal string (mbs.money)
     description="Score an order's fraud risk (0-100); 80 and above is refused as high_risk.",
     request=ScoreRequest,
     reply=RiskScore,

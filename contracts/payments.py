@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mbs.contract import DeclaredError, ModelContract, Pricing, Sla, declare
+from mbs.money import PositiveMoney
 
 
 class ChargeRequest(BaseModel):
@@ -17,7 +18,7 @@ class ChargeRequest(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=64)
     customer_id: str = Field(min_length=1, max_length=64)
-    amount: Decimal = Field(gt=0, max_digits=12, decimal_places=2)
+    amount: PositiveMoney
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     card_token: str = Field(min_length=4, max_length=64)
 
@@ -29,7 +30,7 @@ class Charge(BaseModel):
 
     charge_id: str
     order_id: str
-    amount: Decimal
+    amount: PositiveMoney
     currency: str
     provider: str
 
@@ -49,7 +50,7 @@ class Refund(BaseModel):
 
     refund_id: str
     charge_id: str
-    amount: Decimal
+    amount: PositiveMoney
 
 
 CHARGE_ERRORS = [
@@ -69,7 +70,7 @@ def charge_contract(
         owner=owner,
         kind=kind,
         capability="payments.charge",
-        version="1.0.0",
+        version="2.0.0",  # 2: money became a decimal string (mbs.money)
         description="Charge a customer's card for an order; undone by payments.refund.",
         request=ChargeRequest,
         reply=Charge,
@@ -91,7 +92,7 @@ def refund_contract(
         owner=owner,
         kind=kind,
         capability="payments.refund",
-        version="1.0.0",
+        version="2.0.0",  # 2: money became a decimal string (mbs.money)
         description="Refund a charge in full (idempotent per charge).",
         request=RefundRequest,
         reply=Refund,

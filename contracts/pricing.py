@@ -7,6 +7,7 @@ from decimal import Decimal
 from pydantic import BaseModel, ConfigDict, Field
 
 from mbs.contract import DeclaredError, Pricing, Sla, declare
+from mbs.money import Money
 
 
 class QuoteRequest(BaseModel):
@@ -25,8 +26,8 @@ class Quote(BaseModel):
 
     sku: str
     quantity: int
-    unit_price: Decimal
-    total: Decimal
+    unit_price: Money
+    total: Money
     currency: str
 
 
@@ -34,7 +35,7 @@ QUOTE = declare(
     unit="pricing",
     owner="team-pricing",
     capability="pricing.quote",
-    version="1.0.0",
+    version="2.0.0",  # 2: money became a decimal string (mbs.money)
     description="Price a quantity of a catalogue item, volume discounts included.",
     request=QuoteRequest,
     reply=Quote,

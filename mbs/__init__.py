@@ -18,6 +18,8 @@ from mbs.errors import (
     StepFailed,
     StepTimeout,
 )
+from mbs.money import Money, PositiveMoney
+from mbs.state import Table, UnitStore
 from mbs.unit import Binding, RetryPolicy, Unit, dry_run
 
 __all__ = [
@@ -30,12 +32,16 @@ __all__ = [
     "JourneyDefinitionError",
     "MbsError",
     "ModelContract",
+    "Money",
+    "PositiveMoney",
     "Pricing",
     "RetryPolicy",
     "Sla",
     "StepFailed",
     "StepTimeout",
+    "Table",
     "Unit",
+    "UnitStore",
     "declare",
     "dry_run",
     "implement",

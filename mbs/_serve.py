@@ -1,4 +1,12 @@
-"""The whole path of one request message through a unit (the kit's side of a handler)."""
+"""The whole path of one request message through a unit (the kit's side of a handler).
+
+The rule partners and the gateway rely on: the answer to a message id is final once given
+(ok, a business error, or `deadline_exceeded`); a repeat of the message id, on any instance,
+before or after a restart, gets the same answer and never runs the handler again; a request
+whose deadline passed before it was started is never done. So the check for a remembered
+answer, the deadline check, the handler's writes and the remembered reply share one
+transaction of the unit's store, and the reply is sent only after it commits.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +15,19 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaMessage
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
 from mbs import headers as h
 from mbs import metrics
-from mbs.dedup import ReplyStore, StoredReply
 from mbs.errors import BusinessError, ContractViolation
+from mbs.state import StoredReply, Transaction, UnitStore
 from mbs.unit import _DRY_RUN
 
 if TYPE_CHECKING:
@@ -25,16 +35,27 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mbs.unit")
 MAX_MESSAGE_BYTES = 1_000_000
+REDELIVERY_PAUSE_S = 0.5
 REQUIRED_HEADERS = (h.MESSAGE_ID, h.CORRELATION_ID)
 _PASSTHROUGH = (h.JOURNEY_ID, h.JOURNEY, h.STEP, h.ATTEMPT, h.TRACEPARENT, h.SHADOW)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply ready to send, and what it means for the unit's metrics."""
+
+    reply: StoredReply
+    outcome: str
+    cost: Decimal = Decimal(0)
+    price: Decimal = Decimal(0)
+    handler_s: float | None = None
+    replayed: bool = False
 
 
 class Server:
     """Serves one binding of one unit."""
 
-    def __init__(
-        self, unit: Unit, binding: Binding, broker: KafkaBroker, store: ReplyStore
-    ) -> None:
+    def __init__(self, unit: Unit, binding: Binding, broker: KafkaBroker, store: UnitStore) -> None:
         self.unit = unit
         self.contract = binding.contract
         self.handler = binding.handler
@@ -51,22 +72,12 @@ class Server:
         except ContractViolation as bad:
             await self._reject(raw, hdrs, bad)
             return
-        remembered = self.store.get(hdrs[h.MESSAGE_ID])
-        if remembered is not None:  # a redelivery: the same answer, no second side effect
-            await self._publish(
-                remembered.body,
-                {**remembered.headers, h.CORRELATION_ID: hdrs[h.CORRELATION_ID]},
-                hdrs,
-            )
-            return
-        deadline = hdrs.get(h.DEADLINE, "")
-        if deadline.isdigit() and int(deadline) < time.time() * 1000:
-            await self._error(hdrs, "deadline_exceeded", f"deadline {deadline} passed", "failed")
-            return
         if hdrs.get(h.SHADOW) == "1":
             await self._shadow(raw, hdrs, request)
             return
-        await self._serve(raw, hdrs, request)
+        answer = await self._attempt(raw, hdrs, request, shadow=False)
+        if answer is not None:
+            await self._send_final(answer, hdrs)
 
     def _parse(self, raw: bytes, hdrs: dict[str, str]) -> BaseModel:
         if len(raw) > MAX_MESSAGE_BYTES:
@@ -85,82 +96,87 @@ class Server:
 
     async def _reject(self, raw: bytes, hdrs: dict[str, str], bad: ContractViolation) -> None:
         await self._dead_letter(raw, hdrs, bad.reason, bad.detail)
-        self._count("invalid")
         if hdrs.get(h.CORRELATION_ID):  # tell a waiting caller now, not at its timeout
-            await self._reply(hdrs, None, error=("invalid_request", str(bad)))
+            await self._error(hdrs, "invalid_request", str(bad), "invalid")
+        else:
+            self._count("invalid")
 
     async def _shadow(self, raw: bytes, hdrs: dict[str, str], request: BaseModel) -> None:
+        """A dry run: the handler runs in a transaction that is rolled back, never remembered."""
+        if _expired(hdrs):
+            await self._error(hdrs, "deadline_exceeded", _late(hdrs), "failed")
+            return
         if not self.contract.supports_dry_run:
-            await self._error(
-                hdrs,
-                "dry_run_unsupported",
-                f"{self.contract.capability} declares no dry run",
-                "shadow",
-            )
+            detail = f"{self.contract.capability} declares no dry run"
+            await self._error(hdrs, "dry_run_unsupported", detail, "shadow")
             return
         token = _DRY_RUN.set(True)
         try:
-            await self._serve(raw, hdrs, request, remember=False, outcome="shadow")
+            answer = await self._attempt(raw, hdrs, request, shadow=True)
         finally:
             _DRY_RUN.reset(token)
+        if answer is not None:
+            self._account(answer, hdrs)
+            await self._publish(answer.reply.body, dict(answer.reply.headers), hdrs)
 
-    async def _serve(
-        self,
-        raw: bytes,
-        hdrs: dict[str, str],
-        request: BaseModel,
-        *,
-        remember: bool = True,
-        outcome: str = "ok",
-    ) -> None:
+    async def _attempt(
+        self, raw: bytes, hdrs: dict[str, str], request: BaseModel, *, shadow: bool
+    ) -> Answer | None:
+        """The answer, committed; a technical failure rolls back and is retried, then
+        dead-lettered and answered `unit_failed`, which is not remembered (a re-send runs)."""
         policy = self.unit.retry
         for attempt in range(1, policy.attempts + 1):
-            started_cpu, started = time.process_time(), time.perf_counter()
             try:
-                reply = await self.handler(request)
-            except BusinessError as err:
-                self._observe(started, started_cpu, "business_error" if remember else outcome)
-                await self._reply(hdrs, None, error=(err.code, err.detail), remember=remember)
-                return
-            except Exception as exc:  # a technical failure: retry, then dead-letter
+                async with self.store.transaction(rollback_only=shadow) as tx:
+                    return await self._decide(tx, hdrs, request, shadow=shadow)
+            except Exception as exc:
                 log.warning("%s attempt %d failed: %r", self.contract.capability, attempt, exc)
                 if attempt < policy.attempts:
                     await asyncio.sleep(policy.first_backoff_s * 2 ** (attempt - 1))
                     continue
                 await self._dead_letter(raw, hdrs, "handler_failed", repr(exc))
                 await self._error(hdrs, "unit_failed", repr(exc), "failed")
-                return
-            cpu_s, elapsed = self._observe(started, started_cpu, outcome)
-            await self._reply(
-                hdrs, reply, cpu_s=cpu_s, handler_ms=elapsed * 1000, remember=remember
-            )
-            return
+        return None
 
-    def _observe(self, started: float, started_cpu: float, outcome: str) -> tuple[float, float]:
+    async def _decide(
+        self, tx: Transaction, hdrs: dict[str, str], request: BaseModel, *, shadow: bool
+    ) -> Answer:
+        if shadow:
+            return await self._run(hdrs, request, outcome="shadow")
+        message_id = hdrs[h.MESSAGE_ID]
+        remembered = tx.reply(message_id)
+        if remembered is not None:  # a repeat: the same answer, no second side effect
+            return Answer(remembered, "replayed", replayed=True)
+        if _expired(hdrs):  # never started, never done: that is the final answer
+            answer = self._answer(hdrs, None, "failed", error=("deadline_exceeded", _late(hdrs)))
+        else:
+            answer = await self._run(hdrs, request, outcome="ok")
+        answer.reply.headers[h.REQUEST_ID] = message_id  # says: this answer is final
+        tx.remember(message_id, answer.reply)
+        return answer
+
+    async def _run(self, hdrs: dict[str, str], request: BaseModel, *, outcome: str) -> Answer:
+        started_cpu, started = time.process_time(), time.perf_counter()
+        try:
+            reply = await self.handler(request)
+        except BusinessError as err:
+            failed = "business_error" if outcome == "ok" else outcome
+            elapsed = time.perf_counter() - started
+            return self._answer(hdrs, None, failed, error=(err.code, err.detail), seconds=elapsed)
         elapsed, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
-        metrics.UNIT_HANDLER_SECONDS.labels(**self.labels).observe(elapsed)
-        self._count(outcome)
-        return cpu_s, elapsed
+        return self._answer(hdrs, reply, outcome, cpu_s=cpu_s, seconds=elapsed)
 
-    def _count(self, outcome: str) -> None:
-        metrics.UNIT_REQUESTS.labels(
-            **self.labels, version=self.contract.version, outcome=outcome
-        ).inc()
-
-    async def _error(self, hdrs: dict[str, str], code: str, detail: str, outcome: str) -> None:
-        self._count(outcome)
-        await self._reply(hdrs, None, error=(code, detail))
-
-    async def _reply(
+    def _answer(
         self,
         hdrs: dict[str, str],
         reply: BaseModel | None,
+        outcome: str,
         *,
         error: tuple[str, str] | None = None,
         cpu_s: float = 0.0,
-        handler_ms: float = 0.0,
-        remember: bool = False,
-    ) -> None:
+        seconds: float | None = None,
+    ) -> Answer:
+        """The reply's body and headers, with cost and price from the contract."""
         pricing = self.contract.pricing
         cost = pricing.cost_per_call + pricing.cost_per_cpu_second * Decimal(f"{cpu_s:.6f}")
         shadow = hdrs.get(h.SHADOW) == "1"
@@ -171,29 +187,62 @@ class Server:
             h.UNIT: self.unit.name,
             h.COST: f"{cost:.6f}",
             h.PRICE: f"{price:.6f}",
-            h.HANDLER_MS: f"{handler_ms:.3f}",
+            h.HANDLER_MS: f"{(seconds or 0.0) * 1000:.3f}",
         }
         if error is not None:
             out[h.ERROR], out[h.ERROR_DETAIL] = error[0], error[1][:500]
         body = b"{}" if reply is None else reply.model_dump_json().encode()
-        if remember:  # the reply log is the memory: the published reply is the durable record
-            out[h.REQUEST_ID] = hdrs[h.MESSAGE_ID]
-            await self.store.put(hdrs[h.MESSAGE_ID], StoredReply(body, dict(out)))
+        return Answer(StoredReply(body, out), outcome, cost, price, seconds)
+
+    async def _send_final(self, answer: Answer, hdrs: dict[str, str]) -> None:
+        """Send a committed answer. If that fails, the request is not acknowledged: Kafka
+        redelivers it, and the redelivery is answered from the store, the handler not rerun."""
+        if not answer.replayed:
+            self._account(answer, hdrs)
+        out = {**answer.reply.headers, h.CORRELATION_ID: hdrs[h.CORRELATION_ID]}
+        try:
+            await self._publish(answer.reply.body, out, hdrs)
+        except Exception as exc:
+            log.warning(
+                "%s: reply to %s not sent (%r); it is sent again on redelivery",
+                self.contract.capability,
+                hdrs[h.MESSAGE_ID],
+                exc,
+            )
+            await asyncio.sleep(REDELIVERY_PAUSE_S)
+            raise NackMessage from exc
+
+    async def _error(self, hdrs: dict[str, str], code: str, detail: str, outcome: str) -> None:
+        """An answer that is not final and not remembered (invalid, failed, refused dry run)."""
+        answer = self._answer(hdrs, None, outcome, error=(code, detail))
+        self._account(answer, hdrs)
+        await self._publish(answer.reply.body, answer.reply.headers, hdrs)
+
+    def _account(self, answer: Answer, hdrs: dict[str, str]) -> None:
+        """Metrics and span attributes of an answer, once it is committed."""
+        self._count(answer.outcome)
+        if answer.handler_s is not None:
+            metrics.UNIT_HANDLER_SECONDS.labels(**self.labels).observe(answer.handler_s)
+        error = answer.reply.headers.get(h.ERROR)
         trace.get_current_span().set_attributes(
             {
                 "mbs.unit": self.unit.name,
                 "mbs.owner": self.contract.owner,
                 "mbs.capability": self.contract.capability,
                 "mbs.provider": self.unit.name,
-                "mbs.cost": float(cost),
-                "mbs.price": float(price),
-                "mbs.outcome": error[0] if error else "ok",
+                "mbs.cost": float(answer.cost),
+                "mbs.price": float(answer.price),
+                "mbs.outcome": error or "ok",
             }
         )
-        if not shadow:  # a dry run is the candidate's cost of winning business, not billed
-            metrics.UNIT_COST.labels(**self.money).inc(float(cost))
-            metrics.UNIT_REVENUE.labels(**self.money).inc(float(price))
-        await self._publish(body, out, hdrs)
+        if hdrs.get(h.SHADOW) != "1":  # a dry run is the candidate's cost of winning business
+            metrics.UNIT_COST.labels(**self.money).inc(float(answer.cost))
+            metrics.UNIT_REVENUE.labels(**self.money).inc(float(answer.price))
+
+    def _count(self, outcome: str) -> None:
+        metrics.UNIT_REQUESTS.labels(
+            **self.labels, version=self.contract.version, outcome=outcome
+        ).inc()
 
     async def _publish(self, body: bytes, out: dict[str, str], hdrs: dict[str, str]) -> None:
         for name in _PASSTHROUGH:
@@ -208,6 +257,15 @@ class Server:
         metrics.UNIT_DLQ.labels(**self.labels, reason=reason).inc()
         out = {**hdrs, h.ERROR: reason, h.ERROR_DETAIL: detail[:1000], h.UNIT: self.unit.name}
         await self.broker.publish(raw, self.contract.dlq_topic, key=_key(hdrs), headers=out)
+
+
+def _expired(hdrs: dict[str, str]) -> bool:
+    deadline = hdrs.get(h.DEADLINE, "")
+    return deadline.isdigit() and int(deadline) < time.time() * 1000
+
+
+def _late(hdrs: dict[str, str]) -> str:
+    return f"deadline {hdrs.get(h.DEADLINE)} passed before the request was started"
 
 
 def _key(hdrs: dict[str, str]) -> bytes | None:

@@ -135,10 +135,11 @@ def broker_logs(
 @run_app.command("unit")
 def run_unit(name: Annotated[str, typer.Argument(help="Unit name, e.g. pricing.")]) -> None:
     """Serve one unit's capabilities until SIGINT or SIGTERM."""
-    from mbs.runner import load_unit, serve_unit
+    from mbs.runner import open_unit, serve_unit
 
     _logging()
-    asyncio.run(serve_unit(load_unit(name), get_settings()))
+    settings = get_settings()
+    asyncio.run(serve_unit(open_unit(name, settings), settings))
 
 
 @run_app.command("gateway")

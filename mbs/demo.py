@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import httpx
 from rich.table import Table
 
+import services
 from mbs import console as mbs_console
 from mbs.broker import LocalBroker
 from mbs.errors import MbsError
@@ -58,7 +61,11 @@ def run_demo(
     port = free_port()
     group = ProcessGroup(
         settings.home / "demo",
-        env={"MBS_GATEWAY_PORT": str(port), "MBS_KAFKA_BOOTSTRAP": settings.bootstrap},
+        env={
+            "MBS_GATEWAY_PORT": str(port),
+            "MBS_KAFKA_BOOTSTRAP": settings.bootstrap,
+            "MBS_UNIT_STATE_DIR": str(_fresh_unit_state(settings)),
+        },
     )
     try:
         if broker is not None and not broker.status().running:
@@ -68,7 +75,8 @@ def run_demo(
         for unit in unit_names():
             group.start(unit, "run", "unit", unit, env=principal(unit))
             say(f"started unit [bold]{unit}[/] (own process, log {group.log_dir / unit}.log)")
-        gate = _certify_partners(broker, settings, say) if secure else {}
+        _wait_ready(group, unit_names(), say)
+        gate = _certify_partners(broker, settings, group, say) if secure else {}
         group.start("gateway", "run", "gateway", env={**principal("gateway"), **gate})
         base = f"http://127.0.0.1:{port}"
         wait_http_ok(f"{base}/readyz", group)
@@ -101,8 +109,28 @@ def _principals(
     return lambda name: Credentials.load(folder, name).env()
 
 
+def _fresh_unit_state(settings: Settings) -> Path:
+    """Every demo starts from the opening stock and no remembered answers (units keep their
+    state across restarts, so a shared directory would run a grinder out of stock by the
+    twentieth demo)."""
+    state = settings.home / "demo" / "units"
+    shutil.rmtree(state, ignore_errors=True)
+    return state
+
+
+def _wait_ready(group: ProcessGroup, units: list[str], say: Callable[[str], None]) -> None:
+    """Every unit serving before the first request: one still starting would miss the
+    conformance kit's first request, and its start-up would slow the others' replies."""
+    for unit in units:
+        wait_http_ok(f"http://127.0.0.1:{services.PORTS[unit]}/readyz", group)
+    say(f"{len(units)} units ready")
+
+
 def _certify_partners(
-    broker: LocalBroker | None, settings: Settings, say: Callable[[str], None]
+    broker: LocalBroker | None,
+    settings: Settings,
+    group: ProcessGroup,
+    say: Callable[[str], None],
 ) -> dict[str, str]:
     """Run the conformance kit on each partner; the gateway then sends live traffic only to
     the certified ones (the others still get shadow copies)."""
@@ -132,8 +160,10 @@ def _certify_partners(
             timeout=300,
             check=False,
         )
+        report = group.log_dir / f"conformance-{partner}.log"
+        report.write_text(done.stdout + done.stderr)
         verdict = "certified" if done.returncode == 0 else "NOT certified (no live traffic)"
-        say(f"  {partner}: {verdict}")
+        say(f"  {partner}: {verdict}; the kit's report: {report}")
     return {"MBS_REQUIRE_CERTIFICATION": "true"}
 
 

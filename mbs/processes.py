@@ -45,12 +45,19 @@ class ProcessGroup:
     env: Mapping[str, str] = field(default_factory=dict)
     children: list[Process] = field(default_factory=list)
 
-    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Process:
+    def start(
+        self,
+        name: str,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        module: str = "mbs",
+    ) -> Process:
+        """Run `python -m <module> <args>` (the `mbs` CLI unless told otherwise)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_dir / f"{name}.log"
         with log_file.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "mbs", *args],
+                [sys.executable, "-m", module, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -104,12 +111,13 @@ def free_port() -> int:
 
 
 def wait_http_ok(url: str, group: ProcessGroup, timeout_s: float = 60.0) -> None:
-    """Poll `url` until it answers 200, failing fast if a child process died."""
+    """Poll `url` until it answers 2xx (a unit's /readyz says 204, the gateway's 200), failing
+    fast if a child process died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         group.check_alive()
         try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0).is_success:
                 return
         except httpx.HTTPError:
             pass

@@ -4,6 +4,7 @@ port with /healthz, /readyz and /metrics, and SIGTERM finishing in-flight work b
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 import pkgutil
 
@@ -15,11 +16,11 @@ from prometheus_client import make_asgi_app
 
 import services
 from mbs import tracing
-from mbs.dedup import KafkaReplyStore
 from mbs.errors import MbsError
 from mbs.kafka import broker_security
 from mbs.registry import Registry
 from mbs.settings import Settings
+from mbs.state import UnitStore
 from mbs.topics import ensure_topics
 from mbs.unit import Unit
 
@@ -37,8 +38,9 @@ def unit_names() -> list[str]:
     return sorted(names + [m.name for m in pkgutil.iter_modules(partners.__path__)])
 
 
-def load_unit(name: str) -> Unit:
-    """Import `services.<name>.app` (or a partner's) and build its unit."""
+def load_unit(name: str, store: UnitStore | None = None) -> Unit:
+    """Import `services.<name>.app` (or a partner's) and build its unit; a unit that keeps
+    state is built with `store` (a temporary one when none is given)."""
     for module in (f"services.{name}.app", f"services.partners.{name}.app"):
         try:
             app = importlib.import_module(module)
@@ -46,13 +48,20 @@ def load_unit(name: str) -> Unit:
             if exc.name is not None and module.startswith(exc.name):
                 continue
             raise
-        unit: Unit = app.build()
+        keeps_state = "store" in inspect.signature(app.build).parameters
+        unit: Unit = app.build(store=store) if keeps_state and store else app.build()
         return unit
     raise MbsError(f"no unit named {name!r}; known units: {', '.join(unit_names())}")
 
 
-def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaReplyStore]:
-    """A FastStream broker with the unit's handlers subscribed and its reply store."""
+def open_unit(name: str, settings: Settings) -> Unit:
+    """The unit built on the store every instance of it on this host shares."""
+    return load_unit(name, UnitStore.for_unit(name, settings))
+
+
+def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, UnitStore]:
+    """A FastStream broker with the unit's handlers subscribed, and the unit's store (opened
+    from settings unless the unit was built with one)."""
     provider = tracing.setup_tracing(f"mbs-unit-{unit.name}")
     middlewares = [] if provider is None else [KafkaTelemetryMiddleware(tracer_provider=provider)]
     broker = KafkaBroker(
@@ -64,7 +73,7 @@ def build_broker(unit: Unit, settings: Settings) -> tuple[KafkaBroker, KafkaRepl
         log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
     )
-    store = KafkaReplyStore(bootstrap=settings.bootstrap, unit=unit.name)
+    store = unit.store or UnitStore.for_unit(unit.name, settings)
     unit.concurrency = settings.unit_concurrency
     unit.attach(broker, store)
     return broker, store
@@ -84,7 +93,7 @@ async def serve_unit(unit: Unit, settings: Settings) -> None:
         )
         await registry.register(binding.contract.as_contract() for binding in unit.bindings)
     broker, store = build_broker(unit, settings)
-    remembered = await store.load()  # before serving: a redelivery must find its reply
+    remembered = store.remembered()
     app = AsgiFastStream(
         broker,
         logger=log,
@@ -102,12 +111,13 @@ async def serve_unit(unit: Unit, settings: Settings) -> None:
     async def _ready() -> None:
         caps = ", ".join(b.contract.capability for b in unit.bindings)
         log.info(
-            "unit %s serving %s on %s; ops on %s:%s; %d replies remembered",
+            "unit %s serving %s on %s; ops on %s:%s; state in %s (%d replies remembered)",
             unit.name,
             caps,
             settings.bootstrap,
             settings.unit_host,
             port,
+            store.path or "memory",
             remembered,
         )
 
@@ -121,4 +131,5 @@ async def serve_unit(unit: Unit, settings: Settings) -> None:
     try:
         await uvicorn.Server(config).serve()
     finally:
+        store.close()
         tracing.shutdown_tracing()

@@ -2,7 +2,8 @@
 
 A handler takes one pydantic model and returns one; everything else is the kit's (see
 `mbs._serve`): validation and dead letters, replies with cost headers, typed business errors,
-retries, deadlines, shadow requests, de-duplication by message id, metrics.
+retries, deadlines, shadow requests, de-duplication by message id, metrics. A unit's state and
+its memory of replies live in its `UnitStore` (see `mbs.state`).
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from pydantic import BaseModel
 
 from mbs import headers as h
 from mbs.contract import ModelContract
-from mbs.dedup import MemoryReplyStore, ReplyStore
-from mbs.errors import ContractViolation
+from mbs.errors import ContractViolation, MbsError
+from mbs.state import UnitStore
 
 Handler = Callable[[Any], Awaitable[BaseModel]]
 _DRY_RUN: contextvars.ContextVar[bool] = contextvars.ContextVar("mbs_dry_run", default=False)
@@ -57,6 +58,7 @@ class Unit:
         retry: RetryPolicy | None = None,
         concurrency: int = 1,
         port: int = 0,
+        store: UnitStore | None = None,
     ) -> None:
         wrong = [b.contract.capability for b in bindings if b.contract.unit != name]
         if wrong:
@@ -66,6 +68,7 @@ class Unit:
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
         self.port = port
+        self.store = store  # where the handlers keep their state, if they keep any
 
     @property
     def topics(self) -> list[str]:
@@ -75,13 +78,19 @@ class Unit:
             out += [binding.contract.request_topic, binding.contract.dlq_topic]
         return out
 
-    def attach(self, broker: KafkaBroker, store: ReplyStore | None = None) -> None:
-        """Subscribe each binding's handler to its request topic."""
+    def attach(self, broker: KafkaBroker, store: UnitStore | None = None) -> None:
+        """Subscribe each binding's handler to its request topic; requests are served in
+        transactions of `store` (the unit's own store, else a temporary one)."""
         from mbs._serve import Server
 
-        replies = store or MemoryReplyStore()
+        if store is not None and self.store is not None and store is not self.store:
+            raise MbsError(
+                f"unit {self.name} keeps its state in {self.store.path or 'memory'} but is "
+                f"attached with the store {store.path or 'in memory'}; build it with that store"
+            )
+        self.store = store or self.store or UnitStore.temporary()
         for binding in self.bindings:
-            server = Server(self, binding, broker, replies)
+            server = Server(self, binding, broker, self.store)
             broker.subscriber(
                 binding.contract.request_topic,
                 group_id=f"mbs.unit.{self.name}.{binding.contract.capability}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
@@ -10,6 +11,10 @@ import pytest
 
 from mbs.broker import LocalBroker
 from mbs.settings import Settings
+
+# Units started by tests keep their state in a directory of this test session, never in the
+# developer's MBS_HOME (stock and charges persist: a test must not inherit another's).
+os.environ.setdefault("MBS_UNIT_STATE_DIR", tempfile.mkdtemp(prefix="mbs-test-units-"))
 
 
 @pytest.fixture(scope="session")

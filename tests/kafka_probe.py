@@ -67,6 +67,22 @@ class Probe:
     async def send(
         self, topic: str, body: dict[str, Any], *, message_id: str | None = None, **extra: str
     ) -> str:
+        return await self._send(topic, None, body, message_id, extra)
+
+    async def send_to_partition(
+        self, topic: str, partition: int, body: dict[str, Any], *, message_id: str
+    ) -> str:
+        """Like `send`, to one partition: a repeat that must reach another consumer."""
+        return await self._send(topic, partition, body, message_id, {})
+
+    async def _send(
+        self,
+        topic: str,
+        partition: int | None,
+        body: dict[str, Any],
+        message_id: str | None,
+        extra: dict[str, str],
+    ) -> str:
         assert self._producer
         correlation = uuid.uuid4().hex
         hdrs = {
@@ -75,7 +91,10 @@ class Probe:
             **extra,
         }
         await self._producer.send(
-            topic, json.dumps(body).encode(), headers=[(k, v.encode()) for k, v in hdrs.items()]
+            topic,
+            json.dumps(body).encode(),
+            partition=partition,
+            headers=[(k, v.encode()) for k, v in hdrs.items()],
         )
         return correlation
 

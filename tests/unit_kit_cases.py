@@ -14,6 +14,7 @@ from faststream.kafka import KafkaBroker, KafkaMessage
 from contracts.pricing import QUOTE, Quote
 from mbs import headers as h
 from mbs.contract import ModelContract
+from mbs.errors import BusinessError
 from mbs.unit import Binding, Handler, RetryPolicy, Unit
 from services.pricing.handlers import quote
 
@@ -31,6 +32,7 @@ class Harness:
 
     broker: KafkaBroker
     contract: ModelContract[Any, Any]
+    unit: Unit
     replies: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
     dead: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
 
@@ -54,8 +56,9 @@ def build_harness(broker: KafkaBroker, uid: str) -> Harness:
 
 def build_harness_with(broker: KafkaBroker, uid: str, handler: Handler) -> Harness:
     contract = contract_for(uid)
-    harness = Harness(broker, contract)
-    Unit(contract.unit, [Binding(contract, handler)], retry=RetryPolicy(3, 0.01)).attach(broker)
+    unit = Unit(contract.unit, [Binding(contract, handler)], retry=RetryPolicy(3, 0.01))
+    harness = Harness(broker, contract, unit)
+    unit.attach(broker)
 
     async def on_reply(msg: KafkaMessage) -> None:
         await harness.replies.put((msg.body, dict(msg.headers)))
@@ -184,3 +187,99 @@ async def case_shadow_request_is_refused_without_dry_run(harness: Harness) -> No
     _, hdrs = await harness.reply()
     assert hdrs[h.ERROR] == "dry_run_unsupported"
     assert float(hdrs[h.PRICE]) == 0
+
+
+async def case_passed_deadline_is_the_final_answer(harness: Harness, flaky: Flaky) -> None:
+    """Settling an unknown call re-sends it with its old deadline: if it was never done, it
+    never will be, whatever deadline a later repeat carries."""
+    message_id = uuid.uuid4().hex
+    past, future = _epoch_ms(-1000), _epoch_ms(60_000)
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id, h.DEADLINE: past})
+    _, first = await harness.reply()
+    assert first[h.ERROR] == "deadline_exceeded"
+    assert first[h.REQUEST_ID] == message_id, "a final, remembered answer"
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id, h.DEADLINE: future})
+    _, again = await harness.reply()
+    assert again[h.ERROR] == "deadline_exceeded"
+    assert again[h.MESSAGE_ID] == first[h.MESSAGE_ID], "the very same answer"
+    assert flaky.calls == 0, "the handler never ran"
+
+
+async def case_technical_failure_is_not_remembered(harness: Harness, flaky: Flaky) -> None:
+    message_id = uuid.uuid4().hex
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    _, failed = await harness.reply()
+    assert failed[h.ERROR] == "unit_failed"
+    assert h.REQUEST_ID not in failed, "not a final answer"
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    _, again = await harness.reply()
+    assert h.ERROR not in again, "a re-send of a failed request runs again"
+    assert again[h.REQUEST_ID] == message_id
+    assert flaky.calls == flaky.failures + 1
+
+
+@dataclass
+class Moody:
+    """Refuses the first call with a business error and serves later ones: shows whether the
+    refusal is remembered."""
+
+    calls: int = 0
+
+    async def quote(self, request: Any) -> Quote:
+        self.calls += 1
+        if self.calls == 1:
+            raise BusinessError("unknown_sku", "catalogue being updated", retryable=True)
+        return await quote(request)
+
+
+async def case_business_error_is_remembered(harness: Harness, moody: Moody) -> None:
+    message_id = uuid.uuid4().hex
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    _, first = await harness.reply()
+    await harness.send(valid(), **{h.MESSAGE_ID: message_id})
+    _, again = await harness.reply()
+    assert first[h.ERROR] == again[h.ERROR] == "unknown_sku"
+    assert again[h.MESSAGE_ID] == first[h.MESSAGE_ID]
+    assert moody.calls == 1, "a business error is an answer: final, not re-tried by a repeat"
+
+
+class ReplyLosingBroker(KafkaBroker):
+    """Loses the first reply it is asked to send, as if the unit crashed right after its
+    transaction committed."""
+
+    lose_on: str = ""
+    lost: int = 0
+
+    async def publish(self, message: Any = None, topic: str = "", *args: Any, **kw: Any) -> Any:
+        if topic == self.lose_on and not self.lost:
+            self.lost += 1
+            raise ConnectionError("broker connection dropped while sending the reply")
+        return await super().publish(message, topic, *args, **kw)
+
+
+async def case_reply_lost_after_commit_is_sent_again_not_redone(
+    harness: Harness, flaky: Flaky, *, redeliver: bool
+) -> None:
+    """Kafka redelivers the unacknowledged request (in memory nothing does: `redeliver` sends
+    it again, headers and all); the handler does not run again and the reply is the one the
+    store remembered."""
+    assert isinstance(harness.broker, ReplyLosingBroker)
+    message_id = uuid.uuid4().hex
+    hdrs = {h.MESSAGE_ID: message_id, h.CORRELATION_ID: uuid.uuid4().hex}
+    await harness.broker.publish(valid(), harness.contract.request_topic, headers=hdrs)
+    if redeliver:
+        await harness.broker.publish(valid(), harness.contract.request_topic, headers=hdrs)
+    body, reply = await harness.reply()
+    assert harness.broker.lost == 1, "the first reply was lost"
+    assert flaky.calls == 1, "the handler ran once"
+    assert harness.unit.store is not None
+    async with harness.unit.store.transaction() as tx:
+        remembered = tx.reply(message_id)
+    assert remembered is not None
+    assert (body, reply[h.MESSAGE_ID]) == (remembered.body, remembered.headers[h.MESSAGE_ID])
+    assert reply[h.CORRELATION_ID] == hdrs[h.CORRELATION_ID]
+    assert harness.replies.empty()
+
+
+def _epoch_ms(offset_ms: int) -> str:
+    return str(int(time.time() * 1000) + offset_ms)

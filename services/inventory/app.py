@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contracts.inventory import RELEASE, RESERVE
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.inventory.handlers import Stock
 
 
-def build(stock: Stock | None = None) -> Unit:
-    book = stock or Stock()
-    return Unit("inventory", [Binding(RESERVE, book.reserve), Binding(RELEASE, book.release)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    book = Stock(state)
+    bindings = [Binding(RESERVE, book.reserve), Binding(RELEASE, book.release)]
+    return Unit("inventory", bindings, store=state)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from contracts.notifications import SEND
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.notifications.handlers import Outbox
 
 
-def build(outbox: Outbox | None = None) -> Unit:
-    return Unit("notifications", [Binding(SEND, (outbox or Outbox()).send)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    return Unit("notifications", [Binding(SEND, Outbox(state).send)], store=state)

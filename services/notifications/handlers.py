@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+
+from pydantic import BaseModel
 
 from contracts.notifications import Notification, NotifyRequest
 from mbs.errors import BusinessError
+from mbs.state import UnitStore
 from mbs.unit import dry_run
 
 TEMPLATES: dict[str, str] = {
@@ -17,8 +19,7 @@ TEMPLATES: dict[str, str] = {
 OPTED_OUT: frozenset[str] = frozenset({"cust-optout"})
 
 
-@dataclass(frozen=True)
-class SentMessage:
+class SentMessage(BaseModel, frozen=True):
     """One message as it left the outbox."""
 
     notification_id: str
@@ -44,12 +45,13 @@ def _render(request: NotifyRequest) -> str:
     )
 
 
-@dataclass
 class Outbox:
-    """The messages sent, and the customers who asked to hear nothing."""
+    """The messages sent (kept in the unit's store), and the customers who asked to hear
+    nothing."""
 
-    opted_out: frozenset[str] = OPTED_OUT
-    sent: list[SentMessage] = field(default_factory=list)
+    def __init__(self, store: UnitStore, opted_out: frozenset[str] = OPTED_OUT) -> None:
+        self.opted_out = opted_out
+        self.sent = store.table("sent", SentMessage)
 
     async def send(self, request: NotifyRequest) -> Notification:
         text = _render(request)
@@ -59,5 +61,8 @@ class Outbox:
             )
         notification = Notification(notification_id=_new_id(), channel=request.channel)
         if not dry_run():
-            self.sent.append(SentMessage(notification.notification_id, request, text))
+            sent = SentMessage(
+                notification_id=notification.notification_id, request=request, text=text
+            )
+            self.sent.put(sent.notification_id, sent)
         return notification

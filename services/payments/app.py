@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contracts.payments import CHARGE, REFUND
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.payments.handlers import CardLedger
 
 
-def build(ledger: CardLedger | None = None) -> Unit:
-    book = ledger or CardLedger()
-    return Unit("payments", [Binding(CHARGE, book.charge), Binding(REFUND, book.refund)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    book = CardLedger(state)
+    bindings = [Binding(CHARGE, book.charge), Binding(REFUND, book.refund)]
+    return Unit("payments", bindings, store=state)

@@ -1,13 +1,14 @@
-"""Card payments: charges within the limit, each refunded once; dry runs keep nothing."""
+"""Card payments: charges within the limit, each refunded once (asking again gets the same
+refund); dry runs keep nothing."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from contracts.payments import Charge, ChargeRequest, Refund, RefundRequest
 from mbs.errors import BusinessError
+from mbs.state import UnitStore
 from mbs.unit import dry_run
 
 PROVIDER = "payments"
@@ -35,12 +36,12 @@ def _check_chargeable(request: ChargeRequest) -> None:
         )
 
 
-@dataclass
 class CardLedger:
-    """The charges taken and which of them were refunded."""
+    """The charges taken and the refunds given, by charge id, kept in the unit's store."""
 
-    charges: dict[str, Charge] = field(default_factory=dict)
-    refunds: dict[str, Refund] = field(default_factory=dict)
+    def __init__(self, store: UnitStore) -> None:
+        self.charges = store.table("charges", Charge)
+        self.refunds = store.table("refunds", Refund)
 
     async def charge(self, request: ChargeRequest) -> Charge:
         _check_chargeable(request)
@@ -52,20 +53,20 @@ class CardLedger:
             provider=PROVIDER,
         )
         if not dry_run():
-            self.charges[charge.charge_id] = charge
+            self.charges.put(charge.charge_id, charge)
         return charge
 
     async def refund(self, request: RefundRequest) -> Refund:
+        """An undo, so idempotent: a charge refunded before gets that same refund again."""
         charge = self.charges.get(request.charge_id)
         if charge is None:
             raise BusinessError(
                 "unknown_charge", f"no charge {request.charge_id!r}; check the charge id"
             )
-        if charge.charge_id in self.refunds:
-            raise BusinessError(
-                "already_refunded", f"{charge.charge_id!r} was refunded before; nothing to do"
-            )
+        earlier = self.refunds.get(charge.charge_id)
+        if earlier is not None:
+            return earlier
         refund = Refund(refund_id=_new_id("re"), charge_id=charge.charge_id, amount=charge.amount)
         if not dry_run():
-            self.refunds[charge.charge_id] = refund
+            self.refunds.put(charge.charge_id, refund)
         return refund

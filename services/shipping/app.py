@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from contracts.shipping import BOOK, CANCEL
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.shipping.handlers import ShipmentBook
 
 
-def build(shipments: ShipmentBook | None = None) -> Unit:
-    book = shipments or ShipmentBook()
-    return Unit("shipping", [Binding(BOOK, book.book), Binding(CANCEL, book.cancel)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    book = ShipmentBook(state)
+    bindings = [Binding(BOOK, book.book), Binding(CANCEL, book.cancel)]
+    return Unit("shipping", bindings, store=state)

@@ -15,6 +15,8 @@ from mbs.processes import Process, ProcessGroup, free_port, wait_http_ok
 from tests.conftest import private_topics
 
 CALLER = {"X-API-Key": "dev-caller-key"}
+TERMINAL = ("completed", "failed", "timed_out", "compensation_failed")
+UNITS = ("pricing", "inventory", "payments", "fraud", "shipping", "notifications", "fastship")
 ADMIN = {"X-API-Key": "dev-admin-key"}
 
 
@@ -44,16 +46,23 @@ class Ecosystem:
     gateways: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        """Units take any free ops port unless `extra_env` says otherwise."""
+        """Units take any free ops port and keep their state in this ecosystem's own
+        directory, unless `extra_env` says otherwise."""
         self.group = ProcessGroup(
             self.log_dir,
             env={
                 "MBS_KAFKA_BOOTSTRAP": self.bootstrap,
                 "MBS_UNIT_PORT": "0",
+                "MBS_UNIT_STATE_DIR": str(self.state_dir),
                 **self.topics,
                 **self.extra_env,
             },
         )
+
+    @property
+    def state_dir(self) -> Path:
+        """Where this ecosystem's units keep their state (`<unit>.sqlite3`)."""
+        return self.log_dir / "units"
 
     def start_units(self, *names: str) -> None:
         assert self.group is not None
@@ -89,22 +98,31 @@ async def submit(client: httpx.AsyncClient, journey: str, body: dict[str, Any]) 
 
 
 async def wait_all(
-    client: httpx.AsyncClient, locations: list[str], timeout_s: float
+    client: httpx.AsyncClient, locations: list[str], timeout_s: float, *, settled: bool = False
 ) -> dict[str, dict[str, Any]]:
-    """Poll every run until it has finished; fails listing what is still open."""
+    """Poll every run until its outcome is known (`settled`: and every call it made is
+    settled, nothing left `unsettled`); fails listing what is still open."""
     done: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     while len(done) < len(locations):
         for location in [loc for loc in locations if loc not in done]:
             response = await client.get(location, headers=CALLER)
-            if response.status_code == 200 and response.json()["status"] in (
-                "completed",
-                "failed",
-                "timed_out",
-            ):
-                done[location] = response.json()
+            run = response.json() if response.status_code == 200 else {}
+            decided = run.get("status") in TERMINAL
+            if decided and not (settled and run.get("unsettled")):
+                done[location] = run
         if time.monotonic() > deadline:
             open_runs = len(locations) - len(done)
             raise AssertionError(f"{open_runs} of {len(locations)} runs did not finish")
         await asyncio.sleep(0.2)
     return done
+
+
+def run_journey(
+    url: str, body: dict[str, Any], journey: str = "order-to-delivery"
+) -> httpx.Response:
+    return httpx.post(f"{url}/journeys/{journey}", json=body, headers=CALLER, timeout=60)
+
+
+def steps_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {s["id"]: s for s in run["steps"]}

@@ -4,26 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import subprocess
-import sys
-import uuid
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 import yaml
 
 from gateway.definitions import JOURNEYS_DIR
-from tests.e2e.ecosystem import ADMIN, CALLER, Ecosystem, order, submit, wait_all
-from tests.kafka_probe import Probe
+from tests.e2e.ecosystem import (
+    ADMIN,
+    CALLER,
+    UNITS,
+    Ecosystem,
+    order,
+    run_journey,
+    steps_of,
+    submit,
+    wait_all,
+)
 
 pytestmark = pytest.mark.kafka
-UNITS = ("pricing", "inventory", "payments", "fraud", "shipping", "notifications", "fastship")
 
 
 @pytest.fixture(scope="module")
@@ -35,26 +36,6 @@ def eco(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield ecosystem
     finally:
         ecosystem.stop()
-
-
-@pytest.fixture
-def fresh(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Ecosystem]:
-    ecosystem = Ecosystem(kafka_bootstrap, tmp_path)
-    try:
-        ecosystem.start_units(*UNITS)
-        yield ecosystem
-    finally:
-        ecosystem.stop()
-
-
-def run_journey(
-    url: str, body: dict[str, Any], journey: str = "order-to-delivery"
-) -> httpx.Response:
-    return httpx.post(f"{url}/journeys/{journey}", json=body, headers=CALLER, timeout=60)
-
-
-def steps_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {s["id"]: s for s in run["steps"]}
 
 
 def test_independent_steps_overlap_in_time(eco: Ecosystem) -> None:
@@ -149,115 +130,6 @@ async def test_new_version_goes_live_under_traffic(eco: Ecosystem) -> None:
     assert all("version_two" not in runs[loc]["output"] for loc in before)
     entry = next(j for j in listed if j["name"] == "versioned")
     assert (entry["live_version"], entry["versions"]) == (2, [1, 2])
-
-
-def charges_by_order(probe: Probe) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = defaultdict(set)
-    for replies in probe.replies.values():
-        for body, hdrs in replies:
-            if not hdrs.get("mbs-error") and hdrs.get("mbs-shadow") != "1":
-                charge = json.loads(body)
-                if "charge_id" in charge and "order_id" in charge:
-                    found[charge["order_id"]].add(charge["charge_id"])
-    return found
-
-
-async def test_gateway_killed_mid_journeys_resumes_all_and_charges_once(
-    fresh: Ecosystem, kafka_bootstrap: str
-) -> None:
-    count = 200
-    url = fresh.start_gateway("gateway")
-    orders = [order(i) for i in range(count)]
-    async with (
-        Probe(kafka_bootstrap, "mbs.replies.payments") as probe,
-        httpx.AsyncClient(base_url=url, timeout=60) as client,
-    ):
-        locations = [await submit(client, "order-to-delivery", o) for o in orders]
-        while len(charges_by_order(probe)) < count // 5:  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
-        assert fresh.group is not None
-        fresh.group.kill(fresh.process("gateway"))
-        charged_before_kill = len(charges_by_order(probe))
-        url = fresh.start_gateway("gateway-restarted")
-        client.base_url = httpx.URL(url)
-        runs = await wait_all(client, locations, 180)
-        await asyncio.sleep(1)
-        charges = charges_by_order(probe)
-    assert charged_before_kill < count, "the kill must land mid-way for the test to mean much"
-    assert [r["status"] for r in runs.values()].count("completed") == count
-    assert all(len(charges[o["order_id"]]) == 1 for o in orders), "a card was charged twice"
-    log = fresh.process("gateway-restarted").tail(400)
-    assert re.search(r"resuming run", log), "the restarted gateway must have resumed runs"
-
-
-async def test_two_gateways_share_the_work_exactly_once(
-    fresh: Ecosystem, kafka_bootstrap: str
-) -> None:
-    count = 500
-    urls = [fresh.start_gateway("gateway-a"), fresh.start_gateway("gateway-b")]
-    orders = [order(i) for i in range(count)]
-    async with Probe(kafka_bootstrap, "mbs.replies.payments") as probe:
-        clients = [httpx.AsyncClient(base_url=u, timeout=60) for u in urls]
-        try:
-            locations = await asyncio.gather(
-                *(submit(clients[i % 2], "order-to-delivery", o) for i, o in enumerate(orders))
-            )
-            runs = await wait_all(clients[0], list(locations), 240)
-            finished = [await _journeys_counted(c) for c in clients]
-        finally:
-            for client in clients:
-                await client.aclose()
-        await asyncio.sleep(1)
-        charges = charges_by_order(probe)
-    assert [r["status"] for r in runs.values()].count("completed") == count
-    assert all(len(charges[o["order_id"]]) == 1 for o in orders)
-    assert sum(finished) == count, f"runs finished per gateway {finished}: each exactly once"
-    assert all(n > 0 for n in finished), f"both gateways must work: {finished}"
-
-
-async def _journeys_counted(client: httpx.AsyncClient) -> int:
-    text = (await client.get("/metrics/")).text
-    pattern = r'^mbs_journeys_total\{journey="order-to-delivery",.*\} (\S+)$'
-    return int(sum(float(v) for v in re.findall(pattern, text, re.MULTILINE)))
-
-
-async def test_an_uncertified_partner_gets_live_traffic_only_once_certified(
-    fresh: Ecosystem, kafka_bootstrap: str
-) -> None:
-    assert fresh.group is not None
-    certs = f"test.certifications.{uuid.uuid4().hex[:8]}"
-    gated = {"MBS_REQUIRE_CERTIFICATION": "true", "MBS_CERTIFICATIONS_TOPIC": certs}
-    fresh.group.env = {**fresh.group.env, **gated}
-    url = fresh.start_gateway("gateway")
-    before = run_journey(url, order(1)).json()
-    assert before["status"] == "completed", before
-    assert [c["unit"] for c in steps_of(before)["ship"]["calls"]] == ["shipping"], (
-        "fastship is cheaper but uncertified: no live traffic"
-    )
-    verify = await asyncio.to_thread(
-        subprocess.run,
-        [
-            sys.executable,
-            "-m",
-            "mbs",
-            "contracts",
-            "verify",
-            "--unit",
-            "fastship",
-            "--samples",
-            "10",
-        ],
-        env={**os.environ, **fresh.group.env},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    await asyncio.sleep(4)  # the gateway re-reads certifications every 3 s
-    after = run_journey(url, order(2)).json()
-    assert after["status"] == "completed", after
-    assert [c["unit"] for c in steps_of(after)["ship"]["calls"]] == ["fastship"]
 
 
 def test_shadow_replies_are_scored_never_used(eco: Ecosystem) -> None:

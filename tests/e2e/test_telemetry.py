@@ -236,7 +236,7 @@ async def _traffic(url: str, seconds: float, settle_s: float = 12) -> None:
 async def _malformed(bootstrap: str) -> None:
     async with Probe(bootstrap, "mbs.replies.pricing") as probe:
         for _ in range(3):
-            await probe.send("pricing.quote.v1", {"sku": "grinder-c40", "quantity": -1})
+            await probe.send("pricing.quote.v2", {"sku": "grinder-c40", "quantity": -1})
         await probe.flush()
 
 

@@ -116,8 +116,9 @@ def test_cli_register_list_show_check(kafka_bootstrap: str, topic: str, tmp_path
     assert "fastship" in shown.stdout
     assert "shipping.book.v1.fastship" in shown.stdout or "FastShip" in shown.stdout
 
-    breaking = quote_v("1.1.0", request=with_required_field(QUOTE.as_contract(), "postcode"))
-    path = tmp_path / "quote-1.1.0.json"
+    minor = f"{QUOTE.major}.1.0"  # a minor of the registered major: the gate applies
+    breaking = quote_v(minor, request=with_required_field(QUOTE.as_contract(), "postcode"))
+    path = tmp_path / f"quote-{minor}.json"
     path.write_text(breaking.model_dump_json())
     checked = mbs(topic, kafka_bootstrap, "check", str(path))
     assert checked.returncode == 1

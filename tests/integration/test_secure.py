@@ -121,7 +121,7 @@ async def test_a_partner_reads_and_writes_only_its_own_topics(
     await write(broker, fastship, "mbs.replies.fastship")  # its own reply topic
     await read(broker, fastship, "shipping.book.v1.fastship")  # its own requests
     with pytest.raises(TopicAuthorizationFailedError):
-        await read(broker, fastship, "payments.charge.v1")
+        await read(broker, fastship, "payments.charge.v2")
     with pytest.raises(TopicAuthorizationFailedError):
         await write(broker, fastship, "mbs.replies.payments")  # no forged replies
     with pytest.raises(TopicAuthorizationFailedError):

@@ -56,6 +56,8 @@ async def test_expired_deadline(harness: cases.Harness) -> None:
         (2, cases.case_transient_failure_is_retried),
         (99, cases.case_persistent_failure_goes_to_dlq),
         (0, cases.case_redelivery_gets_the_same_reply),
+        (0, cases.case_passed_deadline_is_the_final_answer),
+        (3, cases.case_technical_failure_is_not_remembered),
     ],
 )
 async def test_failures_and_redelivery(
@@ -75,3 +77,29 @@ async def test_failures_and_redelivery(
 
 async def test_shadow_without_dry_run(harness: cases.Harness) -> None:
     await cases.case_shadow_request_is_refused_without_dry_run(harness)
+
+
+async def test_business_error_is_remembered(kafka_bootstrap: str, uid: str) -> None:
+    broker = KafkaBroker(kafka_bootstrap)
+    moody = cases.Moody()
+    harness = cases.build_harness_with(broker, uid, moody.quote)
+    await ensure_topics(kafka_bootstrap, harness.unit.topics)
+    async with broker:
+        await broker.start()
+        await cases.case_business_error_is_remembered(harness, moody)
+
+
+async def test_reply_lost_after_commit_is_redelivered_and_sent_again_not_redone(
+    kafka_bootstrap: str, uid: str
+) -> None:
+    """Here Kafka itself redelivers the request the unit did not acknowledge."""
+    broker = cases.ReplyLosingBroker(kafka_bootstrap)
+    flaky = cases.Flaky(0)
+    harness = cases.build_harness_with(broker, uid, flaky.quote)
+    broker.lose_on = harness.contract.reply_topic
+    await ensure_topics(kafka_bootstrap, harness.unit.topics)
+    async with broker:
+        await broker.start()
+        await cases.case_reply_lost_after_commit_is_sent_again_not_redone(
+            harness, flaky, redeliver=False
+        )

@@ -9,6 +9,7 @@ import pytest
 from contracts.inventory import ReleaseRequest, ReserveRequest
 from contracts.pricing import QuoteRequest
 from mbs.errors import BusinessError
+from mbs.state import UnitStore
 from services.inventory.handlers import Stock
 from services.pricing.handlers import quote
 
@@ -31,8 +32,8 @@ async def test_quote_refuses_unknown_sku() -> None:
     assert err.value.code == "unknown_sku"
 
 
-async def test_stock_runs_out_and_comes_back_on_release() -> None:
-    stock = Stock(on_hand={"grinder-c40": 3})
+async def test_stock_runs_out_and_comes_back_on_release_once() -> None:
+    stock = Stock(UnitStore.temporary(), opening={"grinder-c40": 3})
     first = await stock.reserve(ReserveRequest(order_id="o1", sku="grinder-c40", quantity=2))
     assert first.remaining == 1
     with pytest.raises(BusinessError) as err:
@@ -40,5 +41,8 @@ async def test_stock_runs_out_and_comes_back_on_release() -> None:
     assert err.value.code == "out_of_stock"
     released = await stock.release(ReleaseRequest(reservation_id=first.reservation_id))
     assert (released.released, released.remaining) == (2, 3)
+    again = await stock.release(ReleaseRequest(reservation_id=first.reservation_id))
+    assert again == released, "an undo is idempotent: the same release, stock given back once"
+    assert stock.available("grinder-c40") == 3
     with pytest.raises(BusinessError, match="unknown_reservation"):
-        await stock.release(ReleaseRequest(reservation_id=first.reservation_id))
+        await stock.release(ReleaseRequest(reservation_id="res-never-made"))

@@ -250,8 +250,9 @@ def test_unknown_mode_is_refused() -> None:
         check_schema(obj(), obj(), "TRANSITIVE", "$")
 
 
-# Contracts: the real pricing.quote contract and changed copies of it.
-BASE = QUOTE.as_contract()
+# Contracts: the real pricing.quote contract, pinned at 1.0.0 so the version cases read plainly,
+# and changed copies of it.
+BASE = QUOTE.as_contract().model_copy(update={"version": "1.0.0"})
 
 
 def changed(version: str = "1.1.0", request: Schema | None = None, **update: Any) -> Contract:

@@ -46,6 +46,8 @@ async def test_expired_deadline(harness: cases.Harness) -> None:
         (2, cases.case_transient_failure_is_retried),
         (99, cases.case_persistent_failure_goes_to_dlq),
         (0, cases.case_redelivery_gets_the_same_reply),
+        (0, cases.case_passed_deadline_is_the_final_answer),
+        (3, cases.case_technical_failure_is_not_remembered),
     ],
 )
 async def test_failures_and_redelivery(uid: str, failures: int, case: Any) -> None:
@@ -58,3 +60,22 @@ async def test_failures_and_redelivery(uid: str, failures: int, case: Any) -> No
 
 async def test_shadow_without_dry_run(harness: cases.Harness) -> None:
     await cases.case_shadow_request_is_refused_without_dry_run(harness)
+
+
+async def test_business_error_is_remembered(uid: str) -> None:
+    broker = KafkaBroker()
+    moody = cases.Moody()
+    harness = cases.build_harness_with(broker, uid, moody.quote)
+    async with TestKafkaBroker(broker):
+        await cases.case_business_error_is_remembered(harness, moody)
+
+
+async def test_reply_lost_after_commit_is_sent_again_not_redone(uid: str) -> None:
+    broker = cases.ReplyLosingBroker()
+    flaky = cases.Flaky(0)
+    harness = cases.build_harness_with(broker, uid, flaky.quote)
+    broker.lose_on = harness.contract.reply_topic
+    async with TestKafkaBroker(broker):
+        await cases.case_reply_lost_after_commit_is_sent_again_not_redone(
+            harness, flaky, redeliver=True
+        )

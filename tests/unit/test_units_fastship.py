@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from contracts import partner_contracts
 from mbs.errors import BusinessError
+from mbs.state import UnitStore
 from mbs.unit import _DRY_RUN
 from services.partners.fastship import app
 from services.partners.fastship.handlers import FastShipDepot
@@ -35,6 +36,11 @@ def shadow_request() -> Iterator[None]:
         _DRY_RUN.reset(token)
 
 
+def new_depot(first_tracking: int | None = None) -> FastShipDepot:
+    store = UnitStore.temporary()
+    return FastShipDepot(store) if first_tracking is None else FastShipDepot(store, first_tracking)
+
+
 def parcel(country: str = "DE") -> BookingRequest:
     return BookingRequest(
         order_id="A-1", sku="grinder-c40", quantity=1, postcode="8001", country=country
@@ -43,13 +49,13 @@ def parcel(country: str = "DE") -> BookingRequest:
 
 @pytest.mark.parametrize("country", ["DE", "AT", "CH"])
 async def test_books_next_day_with_fs_tracking_in_dach(country: str) -> None:
-    booking = await FastShipDepot().book(parcel(country))
+    booking = await new_depot().book(parcel(country))
     assert (booking.carrier, booking.eta_days) == ("FastShip", 1)
     assert re.fullmatch(r"FS-\d{8}", booking.tracking_number)
 
 
 async def test_tracking_numbers_follow_the_counter() -> None:
-    depot = FastShipDepot(next_tracking=7)
+    depot = new_depot(first_tracking=7)
     numbers = [(await depot.book(parcel())).tracking_number for _ in range(2)]
     assert numbers == ["FS-00000007", "FS-00000008"]
 
@@ -57,13 +63,13 @@ async def test_tracking_numbers_follow_the_counter() -> None:
 @pytest.mark.parametrize("country", ["FR", "US"])
 async def test_outside_dach_is_unserviceable(country: str) -> None:
     with pytest.raises(BusinessError) as err:
-        await FastShipDepot().book(parcel(country))
+        await new_depot().book(parcel(country))
     assert err.value.code == "address_unserviceable"
     assert app.BOOK.declares(err.value.code)
 
 
 async def test_cancel_is_idempotent_and_unknown_shipments_refused() -> None:
-    depot = FastShipDepot()
+    depot = new_depot()
     booking = await depot.book(parcel())
     cancel = CancelRequest(shipment_id=booking.shipment_id)
     assert (await depot.cancel(cancel)).cancelled
@@ -75,14 +81,14 @@ async def test_cancel_is_idempotent_and_unknown_shipments_refused() -> None:
 
 
 async def test_dry_run_books_and_cancels_nothing() -> None:
-    depot = FastShipDepot()
+    depot = new_depot()
     real = await depot.book(parcel())
     with shadow_request():
         shadow = await depot.book(parcel())
         await depot.cancel(CancelRequest(shipment_id=real.shipment_id))
     assert shadow.shipment_id.startswith("dry-fs-")
-    assert list(depot.bookings) == [real.shipment_id]
-    assert depot.cancelled == set()
+    assert depot.bookings.keys() == [real.shipment_id]
+    assert depot.cancellations.values() == []
 
 
 @pytest.mark.parametrize("capability", sorted(OWN_MODELS))

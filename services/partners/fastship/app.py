@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contracts import partner_contracts
 from mbs.contract import Contract, implement
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.partners.fastship.handlers import FastShipDepot
 from services.partners.fastship.models import Booking, BookingRequest, Cancellation, CancelRequest
@@ -22,6 +23,8 @@ BOOK = implement(_contract("shipping.book"), request=BookingRequest, reply=Booki
 CANCEL = implement(_contract("shipping.cancel"), request=CancelRequest, reply=Cancellation)
 
 
-def build(depot: FastShipDepot | None = None) -> Unit:
-    parcels = depot or FastShipDepot()
-    return Unit(COMPANY, [Binding(BOOK, parcels.book), Binding(CANCEL, parcels.cancel)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    parcels = FastShipDepot(state)
+    bindings = [Binding(BOOK, parcels.book), Binding(CANCEL, parcels.cancel)]
+    return Unit(COMPANY, bindings, store=state)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contracts import partner_contracts
 from mbs.contract import Contract, implement
+from mbs.state import UnitStore
 from mbs.unit import Binding, Unit
 from services.partners.paylater.handlers import PayLaterAccounts
 from services.partners.paylater.models import Charge, ChargeRequest, Refund, RefundRequest
@@ -22,6 +23,8 @@ CHARGE = implement(_contract("payments.charge"), request=ChargeRequest, reply=Ch
 REFUND = implement(_contract("payments.refund"), request=RefundRequest, reply=Refund)
 
 
-def build(accounts: PayLaterAccounts | None = None) -> Unit:
-    book = accounts or PayLaterAccounts()
-    return Unit(COMPANY, [Binding(CHARGE, book.charge), Binding(REFUND, book.refund)])
+def build(store: UnitStore | None = None) -> Unit:
+    state = store or UnitStore.temporary()
+    book = PayLaterAccounts(state)
+    bindings = [Binding(CHARGE, book.charge), Binding(REFUND, book.refund)]
+    return Unit(COMPANY, bindings, store=state)

@@ -1,12 +1,13 @@
-"""PayLater: any amount up to 5000.00 is granted, no card is declined; refunds once per charge."""
+"""PayLater: any amount up to 5000.00 is granted, no card is declined; refunds once per charge
+(asking again gets the same refund)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 from decimal import Decimal
 
 from mbs.errors import BusinessError
+from mbs.state import UnitStore
 from mbs.unit import dry_run
 from services.partners.paylater.models import Charge, ChargeRequest, Refund, RefundRequest
 
@@ -19,12 +20,12 @@ def _new_id(prefix: str) -> str:
     return f"dry-{real}" if dry_run() else real
 
 
-@dataclass
 class PayLaterAccounts:
-    """The pay-later charges granted and which of them were refunded."""
+    """The pay-later charges granted and the refunds given, by charge id, kept in the store."""
 
-    charges: dict[str, Charge] = field(default_factory=dict)
-    refunds: dict[str, Refund] = field(default_factory=dict)
+    def __init__(self, store: UnitStore) -> None:
+        self.charges = store.table("charges", Charge)
+        self.refunds = store.table("refunds", Refund)
 
     async def charge(self, request: ChargeRequest) -> Charge:
         if request.amount > CREDIT_LIMIT:
@@ -41,20 +42,20 @@ class PayLaterAccounts:
             provider=PROVIDER,
         )
         if not dry_run():
-            self.charges[charge.charge_id] = charge
+            self.charges.put(charge.charge_id, charge)
         return charge
 
     async def refund(self, request: RefundRequest) -> Refund:
+        """An undo, so idempotent: a charge refunded before gets that same refund again."""
         charge = self.charges.get(request.charge_id)
         if charge is None:
             raise BusinessError(
                 "unknown_charge", f"PayLater has no charge {request.charge_id!r}; check the id"
             )
-        if charge.charge_id in self.refunds:
-            raise BusinessError(
-                "already_refunded", f"{charge.charge_id!r} was refunded before; nothing to do"
-            )
+        earlier = self.refunds.get(charge.charge_id)
+        if earlier is not None:
+            return earlier
         refund = Refund(refund_id=_new_id("plr"), charge_id=charge.charge_id, amount=charge.amount)
         if not dry_run():
-            self.refunds[charge.charge_id] = refund
+            self.refunds.put(charge.charge_id, refund)
         return refund

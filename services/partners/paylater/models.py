@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from pydantic import BaseModel, ConfigDict, Field
+
+from mbs.money import PositiveMoney
 
 
 class ChargeRequest(BaseModel):
@@ -14,7 +14,7 @@ class ChargeRequest(BaseModel):
 
     order_id: str = Field(min_length=1, max_length=64)
     customer_id: str = Field(min_length=1, max_length=64)
-    amount: Decimal = Field(gt=0)
+    amount: PositiveMoney
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     card_token: str = Field(min_length=4, max_length=64)
 
@@ -26,7 +26,7 @@ class Charge(BaseModel):
 
     charge_id: str
     order_id: str
-    amount: Decimal
+    amount: PositiveMoney
     currency: str
     provider: str
 
@@ -46,4 +46,4 @@ class Refund(BaseModel):
 
     refund_id: str
     charge_id: str
-    amount: Decimal
+    amount: PositiveMoney
