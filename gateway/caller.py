@@ -66,9 +66,9 @@ class Caller:
         if not step.providers:
             step.providers = [c.unit for c in self.chooser.order(spec, run.run_id)]
         for call in step.calls:
-            if call.effect == "unknown":
-                await self.settle(run, spec.id, call, payload, self._window(spec, run))
-            if call.effect == "done":
+            if call.outcome == "pending":  # sent by an earlier life of the run, unanswered
+                await self._resumed(spec, run, call, payload)
+            if call.effect == "done" or (call.outcome == "ok" and call.effect == "none"):
                 self._served(spec, run, step, payload, call)
                 return None
         last = StepError(
@@ -89,11 +89,21 @@ class Caller:
             step.status = "business_error"
         return last
 
+    async def _resumed(
+        self, spec: StepDefinition, run: JourneyRun, call: Call, payload: dict[str, Any]
+    ) -> None:
+        """A call a crash interrupted is settled: asked again under its message id and
+        deadline. Answered, it counts as any answer; unanswered or never started (past its
+        deadline), it does not count as an attempt and the step goes on afresh."""
+        await self.settle(run, spec.id, call, payload, self._window(spec, run))
+        if call.outcome in ("pending", "timeout") or call.error == "deadline_exceeded":
+            call.outcome = "interrupted"
+
     def _next(self, spec: StepDefinition, step: StepRun) -> Contract | None:
         """The next provider to try, from the saved order and the calls made so far."""
         units = step.providers if spec.providers.failover else step.providers[:1]
         for unit in units:
-            tried = [c for c in step.calls if c.unit == unit]
+            tried = [c for c in step.calls if c.unit == unit and c.outcome != "interrupted"]
             if tried and tried[-1].outcome == "business_error":
                 continue  # an answer, not a glitch: the next provider may still serve it
             contract = self.catalog.get(spec.capability, unit)

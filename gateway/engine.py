@@ -135,7 +135,7 @@ class JourneyEngine:
             if not running:
                 break
             finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
+            for task in sorted(finished, key=running.__getitem__):  # same order every time
                 done.add(running.pop(task))
                 task.result()
             if run.error is None and len(done) < len(steps):

@@ -312,7 +312,7 @@ def check_invariants(world: World, definition: JourneyDefinition, run: JourneyRu
     assert len(ids) == len(set(ids)), "a message id was used for two calls"
     for call in [*calls.values(), *undos]:
         answer = world.answered.get(call.message_id)
-        if answer is not None and call.outcome not in ("timeout", "pending"):
+        if answer is not None and call.outcome not in ("timeout", "pending", "interrupted"):
             assert call.price == answer.price, f"{call.message_id} billed {call.price}"
     assert run.bill is not None
     billed = sum((c.price for c in [*calls.values(), *undos]), Decimal(0))

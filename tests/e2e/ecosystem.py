@@ -79,6 +79,17 @@ class Ecosystem:
         self.gateways[name] = url
         return url
 
+    def wait_serving(self, unit: str, topics: list[str], timeout_s: float = 60) -> None:
+        """Until `unit`'s consumers hold partitions of every topic (a restarted unit waits
+        for its group to drop the dead member first; requests sent before would wait too)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            log = self.process(unit).log_file.read_text(errors="replace")
+            if all(f"topic='{topic}'" in log for topic in topics):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"{unit} got no partitions of {topics} in {timeout_s:g}s")
+
     def process(self, name: str) -> Process:
         assert self.group is not None
         return next(c for c in reversed(self.group.children) if c.name == name)

@@ -200,9 +200,10 @@ async def test_units_restarted_mid_run_keep_charges_and_stock(fresh: Ecosystem) 
     assert bought["status"] == "completed", bought
     reservation = steps_of(bought)["reserve"]["output"]["reservation_id"]
     assert fresh.group is not None
-    for unit in ("payments", "inventory"):
+    for unit, topic in (("payments", "payments.refund.v2"), ("inventory", "inventory.release.v1")):
         fresh.group.kill(fresh.process(unit))
         fresh.start_units(unit)
+        fresh.wait_serving(unit, [topic])
     assert _stock(fresh, sku) == before - 1
     back = {
         "charge_id": bought["output"]["charge_id"],

@@ -12,6 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Imported now, not lazily mid-run: CPython 3.11.7 can fail to compile a module imported deep
+# inside a run ("AST constructor recursion depth mismatch") under pytest's assert rewriting.
+from hypothesis.internal.conjecture import optimiser  # noqa: F401
+
 from gateway.definitions import JourneyDefinition
 from tests.engine_world import FAULTS, World, check_invariants, contract, live_through
 
@@ -76,3 +80,5 @@ def test_money_moves_once_whatever_happens(schedule: Any) -> None:
     world = World(contracts, faults=faults, crash_at=crashes)
     run = asyncio.run(live_through(world, definition))
     check_invariants(world, definition, run)
+    if set(faults) <= {"ok", "crash_after"}:  # crashes alone must not fail a journey
+        assert run.status == "completed", (run.status, run.error)
