@@ -13,7 +13,7 @@ from contracts.notifications import SEND
 from contracts.payments import CHARGE, REFUND
 from contracts.pricing import QUOTE
 from contracts.shipping import BOOK, CANCEL
-from mbs.contract import Contract, ModelContract
+from mbs import Contract, ModelContract
 
 PARTNERS_DIR = Path(__file__).parent / "partners"
 

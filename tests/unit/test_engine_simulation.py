@@ -12,7 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.definitions import JourneyDefinition
+from gateway.definition import JourneyDefinition
 from tests.engine_world import FAULTS, World, check_invariants, contract, live_through
 
 EXAMPLES = int(os.environ.get("MBS_SIM_EXAMPLES", "2000"))
