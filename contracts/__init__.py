@@ -50,24 +50,9 @@ def all_contracts() -> list[Contract]:
     return found
 
 
-def by_capability() -> dict[str, Contract]:
-    """The home (in-house) provider of each capability."""
-    return {contract.capability: contract for contract in ECOSYSTEM}
-
-
-def providers() -> dict[str, list[Contract]]:
-    """Every provider of each capability, in-house first."""
-    out: dict[str, list[Contract]] = {}
-    for contract in all_contracts():
-        out.setdefault(contract.capability, []).append(contract)
-    return out
-
-
 __all__ = [
     "ECOSYSTEM",
     "all_contracts",
-    "by_capability",
     "partner_contracts",
     "partners",
-    "providers",
 ]

@@ -28,9 +28,7 @@ from rich.table import Table
 from mbs.contract.certification import (
     CERTIFICATIONS_TOPIC,
     certification_key,
-    certifications,
     fingerprint,
-    is_certified,
 )
 from mbs.contract.model import Contract
 from mbs.errors import MbsError
@@ -396,15 +394,3 @@ def render(report: Report) -> list[Table]:
     for v in report.violations:
         broken.add_row(v.capability, v.case, v.expected, v.got)
     return [summary, broken]
-
-
-__all__ = [
-    "CERTIFICATIONS_TOPIC",
-    "Report",
-    "certifications",
-    "is_certified",
-    "plan",
-    "record_certification",
-    "render",
-    "verify",
-]

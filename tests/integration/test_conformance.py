@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from ecosystem import ECOSYSTEM
 from mbs import BusinessError, Contract, MbsError, UnitStore, implement
-from mbs.contract import conformance
+from mbs.contract import certifications, conformance, is_certified
 from mbs.kafka import Connection, ensure_topics
 from mbs.unit import Binding, Handler, Unit
 from services.partners.fastship import app as fastship
@@ -100,13 +100,13 @@ async def test_correct_partner_passes_and_is_certified(kafka_bootstrap: str, uid
     keys = await conformance.record_certification(
         report, contracts, Connection(kafka_bootstrap), topic=topic
     )
-    certified = await conformance.certifications(Connection(kafka_bootstrap), topic=topic)
+    certified = await certifications(Connection(kafka_bootstrap), topic=topic)
     assert keys == [f"shipping.book@1.0.0/t{uid}", f"shipping.cancel@1.0.0/t{uid}"]
     assert certified[keys[0]]["passed"] is True
     assert certified[keys[0]]["samples"] == SAMPLES
-    assert all(conformance.is_certified(certified, c) for c in contracts)
+    assert all(is_certified(certified, c) for c in contracts)
     changed = contracts[0].model_copy(update={"description": "same version, other text"})
-    assert not conformance.is_certified(certified, changed)
+    assert not is_certified(certified, changed)
 
 
 @pytest.mark.parametrize(
