@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Build from a scratch directory that is removed afterwards, so the installed package in
 # site-packages is the only copy in the image (no source tree shadowing it).
 WORKDIR /tmp/src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md ecosystem.py ./
 COPY mbs ./mbs
 COPY contracts ./contracts
 COPY services ./services

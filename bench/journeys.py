@@ -31,9 +31,9 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from mbs.processes import ProcessGroup, free_port, wait_http_ok
+from mbs.kafka import Connection, ensure_topics
 from mbs.settings import Settings
-from mbs.topics import ensure_topics
+from mbs.testing import ProcessGroup, free_port, wait_http_ok
 
 ADMIN = {"X-API-Key": "dev-admin-key"}
 CALLER = {"X-API-Key": "dev-caller-key"}
@@ -240,7 +240,7 @@ class OtlpSink:
 
 async def raw_baseline(bootstrap: str, uid: str, seconds: float) -> list[dict[str, Any]]:
     topic, reply = f"bench.raw.{uid}", f"bench.raw.{uid}.replies"
-    await ensure_topics(bootstrap, [topic, reply])
+    await ensure_topics(Connection(bootstrap), [topic, reply])
     responder = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.raw_responder", topic, reply, stdout=asyncio.subprocess.PIPE
     )

@@ -24,11 +24,10 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts.pricing import QUOTE, QuoteRequest
-from mbs import headers as h
+from mbs import Binding, Unit, UnitStore
+from mbs import wire as h
+from mbs.kafka import Connection, ensure_topics
 from mbs.settings import Settings
-from mbs.state import UnitStore
-from mbs.topics import ensure_topics
-from mbs.unit import Binding, Unit
 from services.pricing.handlers import quote
 from tests.kafka_probe import Probe
 
@@ -75,7 +74,7 @@ async def run(
     uid = uuid.uuid4().hex[:8]
     broker = KafkaBroker(bootstrap, logger=None)
     request_topic, reply_topic = wire(broker, bootstrap, uid, concurrency)
-    await ensure_topics(bootstrap, [request_topic, reply_topic, f"{request_topic}.dlq"])
+    await ensure_topics(Connection(bootstrap), [request_topic, reply_topic, f"{request_topic}.dlq"])
     async with Probe(bootstrap, reply_topic) as probe, broker:
         await broker.start()
         await asyncio.sleep(3)  # group join

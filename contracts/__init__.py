@@ -13,7 +13,7 @@ from contracts.notifications import SEND
 from contracts.payments import CHARGE, REFUND
 from contracts.pricing import QUOTE
 from contracts.shipping import BOOK, CANCEL
-from mbs.contract import Contract, ModelContract
+from mbs import Contract, ModelContract
 
 PARTNERS_DIR = Path(__file__).parent / "partners"
 
@@ -50,24 +50,9 @@ def all_contracts() -> list[Contract]:
     return found
 
 
-def by_capability() -> dict[str, Contract]:
-    """The home (in-house) provider of each capability."""
-    return {contract.capability: contract for contract in ECOSYSTEM}
-
-
-def providers() -> dict[str, list[Contract]]:
-    """Every provider of each capability, in-house first."""
-    out: dict[str, list[Contract]] = {}
-    for contract in all_contracts():
-        out.setdefault(contract.capability, []).append(contract)
-    return out
-
-
 __all__ = [
     "ECOSYSTEM",
     "all_contracts",
-    "by_capability",
     "partner_contracts",
     "partners",
-    "providers",
 ]

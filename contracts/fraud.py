@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, Pricing, Sla, declare
-from mbs.money import Money
+from mbs import DeclaredError, Money, Pricing, Sla, declare
 
 
 class ScoreRequest(BaseModel):
@@ -36,7 +35,7 @@ SCORE = declare(
     unit="fraud",
     owner="team-risk",
     capability="fraud.score",
-    version="2.0.0",  # 2: money became a decimal string (mbs.money)
+    version="2.0.0",  # 2: money became a decimal string (mbs.contract.money)
     description="Score an order's fraud risk (0-100); 80 and above is refused as high_risk.",
     request=ScoreRequest,
     reply=RiskScore,

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, Pricing, Sla, declare
+from mbs import DeclaredError, Pricing, Sla, declare
 
 
 class ReserveRequest(BaseModel):

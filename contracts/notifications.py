@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, Pricing, Sla, declare
+from mbs import DeclaredError, Pricing, Sla, declare
 
 
 class NotifyRequest(BaseModel):

@@ -7,8 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, ModelContract, Pricing, Sla, declare
-from mbs.money import PositiveMoney
+from mbs import DeclaredError, ModelContract, PositiveMoney, Pricing, Sla, declare
 
 
 class ChargeRequest(BaseModel):
@@ -70,7 +69,7 @@ def charge_contract(
         owner=owner,
         kind=kind,
         capability="payments.charge",
-        version="2.0.0",  # 2: money became a decimal string (mbs.money)
+        version="2.0.0",  # 2: money became a decimal string (mbs.contract.money)
         description="Charge a customer's card for an order; undone by payments.refund.",
         request=ChargeRequest,
         reply=Charge,
@@ -92,7 +91,7 @@ def refund_contract(
         owner=owner,
         kind=kind,
         capability="payments.refund",
-        version="2.0.0",  # 2: money became a decimal string (mbs.money)
+        version="2.0.0",  # 2: money became a decimal string (mbs.contract.money)
         description="Refund a charge in full (idempotent per charge).",
         request=RefundRequest,
         reply=Refund,

@@ -6,8 +6,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, Pricing, Sla, declare
-from mbs.money import Money
+from mbs import DeclaredError, Money, Pricing, Sla, declare
 
 
 class QuoteRequest(BaseModel):
@@ -35,7 +34,7 @@ QUOTE = declare(
     unit="pricing",
     owner="team-pricing",
     capability="pricing.quote",
-    version="2.0.0",  # 2: money became a decimal string (mbs.money)
+    version="2.0.0",  # 2: money became a decimal string (mbs.contract.money)
     description="Price a quantity of a catalogue item, volume discounts included.",
     request=QuoteRequest,
     reply=Quote,

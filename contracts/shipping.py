@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.contract import DeclaredError, ModelContract, Pricing, Sla, declare
+from mbs import DeclaredError, ModelContract, Pricing, Sla, declare
 
 
 class BookingRequest(BaseModel):

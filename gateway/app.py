@@ -13,18 +13,21 @@ from prometheus_client import make_asgi_app
 from pydantic import BaseModel
 from starlette.routing import BaseRoute, Mount
 
-from gateway.auth import Admin, Anyone, Caller, Partner
+from gateway.auth import AdminKey, AnyKey, CallerKey, PartnerKey
+from gateway.bootstrap import Gateway
 from gateway.catalog import Catalog
-from gateway.definitions import JourneyDefinition, parse
-from gateway.defs import VersionConflict
-from gateway.engine import JourneyInputError
+from gateway.definition import JourneyDefinition, parse
 from gateway.models import JourneyRun
-from gateway.service import Gateway
-from mbs import tracing
-from mbs.contract import Contract
-from mbs.errors import JourneyDefinitionError, MbsError
-from mbs.registry import ContractRefused, load_contract_file
+from mbs.contract import Contract, load_contract_file
+from mbs.errors import (
+    ContractRefused,
+    JourneyDefinitionError,
+    JourneyInputError,
+    MbsError,
+    VersionConflict,
+)
 from mbs.settings import Settings, get_settings
+from mbs.telemetry import tracing
 
 _HTTP_STATUS = {
     "completed": 200,
@@ -55,7 +58,7 @@ def _respond(run: JourneyRun, status: int | None = None) -> JSONResponse:
 async def start_journey(
     name: str,
     request: Request,
-    caller: Caller,
+    caller: CallerKey,
     journey_input: Annotated[dict[str, Any], Body(description="The journey's input document.")],
     prefer: Annotated[str | None, Header(description="`respond-async` for a 202.")] = None,
 ) -> Response:
@@ -64,9 +67,9 @@ async def start_journey(
     200 completed, 409 a business error, 502 a unit failed, 504 a step timed out; every
     response carries the run with its bill. `Prefer: respond-async` returns 202 at once."""
     gateway = _gateway(request)
-    definition = gateway.definitions.latest(name)
+    definition = gateway.definition_store.latest(name)
     if definition is None:
-        raise HTTPException(404, f"no journey {name!r}; known: {gateway.definitions.names()}")
+        raise HTTPException(404, f"no journey {name!r}; known: {gateway.definition_store.names()}")
     try:
         run = gateway.engine.new_run(definition, journey_input)
     except JourneyInputError as exc:
@@ -79,7 +82,7 @@ async def start_journey(
     return _respond(finished or run, None if finished else 202)
 
 
-async def get_run(name: str, run_id: str, request: Request, caller: Caller) -> JourneyRun:
+async def get_run(name: str, run_id: str, request: Request, caller: CallerKey) -> JourneyRun:
     """One run: each step's status, provider, attempts, latency, cost, and the bill."""
     run = _gateway(request).runlog.get(run_id)
     if run is None or run.journey != name:
@@ -87,14 +90,14 @@ async def get_run(name: str, run_id: str, request: Request, caller: Caller) -> J
     return run
 
 
-async def parked_runs(request: Request, admin: Admin) -> list[JourneyRun]:
+async def parked_runs(request: Request, admin: AdminKey) -> list[JourneyRun]:
     """Runs parked with status `compensation_failed`: side effects that could not be settled
     or undone after retries (their message ids in `parked`). Resolve the cause (a unit down,
     a refused undo), then reopen each with `POST /journeys/{name}/runs/{id}/compensate`."""
     return _gateway(request).runlog.parked()
 
 
-async def reopen_run(name: str, run_id: str, request: Request, admin: Admin) -> JSONResponse:
+async def reopen_run(name: str, run_id: str, request: Request, admin: AdminKey) -> JSONResponse:
     """Pursue a parked run's side effects again (settle, undo); 202, poll the run."""
     gateway = _gateway(request)
     run = gateway.runlog.get(run_id)
@@ -108,9 +111,9 @@ async def reopen_run(name: str, run_id: str, request: Request, admin: Admin) -> 
     return _respond(reopened, 202)
 
 
-async def list_journeys(request: Request, who: Anyone) -> list[dict[str, Any]]:
+async def list_journeys(request: Request, who: AnyKey) -> list[dict[str, Any]]:
     """Every journey with its live version and all versions known."""
-    store = _gateway(request).definitions
+    store = _gateway(request).definition_store
     out = []
     for name in store.names():
         live = store.latest(name)
@@ -127,7 +130,7 @@ async def list_journeys(request: Request, who: Anyone) -> list[dict[str, Any]]:
     return out
 
 
-async def put_journey(name: str, request: Request, admin: Admin) -> JSONResponse:
+async def put_journey(name: str, request: Request, admin: AdminKey) -> JSONResponse:
     """Put a new version live (YAML or JSON body); running journeys keep their version."""
     gateway = _gateway(request)
     text = (await request.body()).decode("utf-8", "replace")
@@ -138,13 +141,13 @@ async def put_journey(name: str, request: Request, admin: Admin) -> JSONResponse
     if definition.name != name:
         raise HTTPException(422, f"the body defines {definition.name!r}, not {name!r}")
     try:
-        await gateway.definitions.put(definition)
+        await gateway.definition_store.put(definition)
     except VersionConflict as exc:
         raise HTTPException(409, str(exc)) from exc
     return JSONResponse({"name": name, "live_version": definition.version}, status_code=201)
 
 
-async def list_units(request: Request, who: Anyone) -> list[dict[str, Any]]:
+async def list_units(request: Request, who: AnyKey) -> list[dict[str, Any]]:
     """Every unit with its owner, kind and the capabilities it offers."""
     units: dict[str, dict[str, Any]] = {}
     for c in _gateway(request).catalog.contracts():
@@ -164,7 +167,7 @@ async def list_units(request: Request, who: Anyone) -> list[dict[str, Any]]:
     return sorted(units.values(), key=lambda u: str(u["unit"]))
 
 
-async def register_contract(request: Request, partner: Partner) -> JSONResponse:
+async def register_contract(request: Request, partner: PartnerKey) -> JSONResponse:
     """A partner registers (a new version of) its own contract; checked for compatibility."""
     gateway = _gateway(request)
     try:
@@ -200,19 +203,19 @@ async def register_contract(request: Request, partner: Partner) -> JSONResponse:
     )
 
 
-async def scorecard(request: Request, who: Anyone) -> dict[str, Any]:
+async def scorecard(request: Request, who: AnyKey) -> dict[str, Any]:
     """Every unit's P&L, errors and latency against its SLA; every capability's providers side
     by side (as this gateway instance saw their calls since it started)."""
     card = _gateway(request).engine.scorecard
     return {"units": card.units(), "capabilities": card.capabilities()}
 
 
-async def ledger(request: Request, who: Anyone) -> list[dict[str, Any]]:
+async def ledger(request: Request, who: AnyKey) -> list[dict[str, Any]]:
     """Settlement: per hour, what each partner earned and each internal unit charged."""
     return _gateway(request).engine.scorecard.ledger()
 
 
-async def unit_scorecard(unit: str, request: Request, who: Anyone) -> dict[str, Any]:
+async def unit_scorecard(unit: str, request: Request, who: AnyKey) -> dict[str, Any]:
     """One unit's scorecard."""
     gateway = _gateway(request)
     if unit not in {c.unit for c in gateway.catalog.contracts()}:

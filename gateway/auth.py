@@ -42,7 +42,8 @@ def require(need: str) -> Callable[..., Coroutine[Any, Any, ApiKey]]:
     return check
 
 
-Caller = Annotated[ApiKey, Depends(require("caller"))]
-Admin = Annotated[ApiKey, Depends(require("admin"))]
-Partner = Annotated[ApiKey, Depends(require("partner"))]
-Anyone = Annotated[ApiKey, Depends(require("any"))]
+# What each route needs from the X-API-Key holder (the key, not the journey `Caller`).
+CallerKey = Annotated[ApiKey, Depends(require("caller"))]
+AdminKey = Annotated[ApiKey, Depends(require("admin"))]
+PartnerKey = Annotated[ApiKey, Depends(require("partner"))]
+AnyKey = Annotated[ApiKey, Depends(require("any"))]

@@ -18,15 +18,16 @@ from typing import Any
 from opentelemetry.trace import SpanKind
 
 from gateway.calls import outcome_of
-from gateway.definitions import StepDefinition
+from gateway.definition import StepDefinition
 from gateway.models import Call, JourneyRun, ShadowResult, StepError, StepRun
+from gateway.observers import JourneyObserver
 from gateway.policy import ProviderChooser
-from gateway.scorecard import Scorecard
 from gateway.transport import Clock, Outgoing, Transport
-from mbs import headers as h
-from mbs import metrics, tracing
+from mbs import wire as h
+from mbs.backoff import Backoff
 from mbs.contract import Contract
-from mbs.rpc import Reply
+from mbs.kafka.rpc import Reply
+from mbs.telemetry import tracing
 
 Save = Callable[[JourneyRun], Awaitable[object]]
 SETTLE_WINDOW_S = 1.0  # how long a timed-out call is given to show it was done after all
@@ -40,7 +41,7 @@ class Caller:
         transport: Transport,
         clock: Clock,
         chooser: ProviderChooser,
-        scorecard: Scorecard,
+        observer: JourneyObserver,
         *,
         timeout_s: float,
     ) -> None:
@@ -48,7 +49,7 @@ class Caller:
         self.clock = clock
         self.chooser = chooser
         self.catalog = chooser.catalog
-        self.scorecard = scorecard
+        self.observer = observer
         self.timeout_s = timeout_s
         self._shadows: set[asyncio.Task[None]] = set()
 
@@ -114,7 +115,7 @@ class Caller:
     async def _backoff(self, spec: StepDefinition, step: StepRun, unit: str) -> None:
         tried = sum(1 for c in step.calls if c.unit == unit)
         if tried:
-            await self.clock.sleep(spec.retry.backoff_ms / 1000 * 2 ** (tried - 1))
+            await self.clock.sleep(Backoff(spec.retry.backoff_ms / 1000).delay(tried))
 
     def _window(self, spec: StepDefinition, run: JourneyRun) -> float:
         remaining = (run.deadline_ms - self.clock.now_ms()) / 1000
@@ -208,20 +209,13 @@ class Caller:
         if reply is None:
             call.outcome = call.error = "timeout"
             call.detail = f"no reply from {call.unit} within {call.timeout_s or 0:g}s"
-            self.scorecard.record(call)
+            self.observer.call_answered(run, contract, call, None)
             return
         call.latency_ms = round(reply.latency_ms, 3)
         call.cost, call.price, call.error = reply.cost, reply.price, reply.error
         call.detail, call.handler_ms = reply.error_detail, reply.handler_ms
         call.outcome = outcome_of(contract, reply)
-        self.chooser.observe(contract.capability, contract.unit, reply.latency_ms)
-        metrics.STEP_SECONDS.labels(
-            journey=run.journey,
-            step=call.message_id.split(":")[1],
-            unit=contract.capability.split(".")[0],
-            provider=contract.unit,
-        ).observe(reply.latency_ms / 1000)
-        self.scorecard.record(call)
+        self.observer.call_answered(run, contract, call, reply)
         if not effects:
             return
         if contract.side_effects and call.effect in ("none", "unknown"):
@@ -341,10 +335,7 @@ class Caller:
             differences=differences,
             latency_ms=None if reply is None else round(reply.latency_ms, 3),
         )
-        metrics.SHADOW_COMPARISONS.labels(
-            capability=contract.capability, provider=contract.unit, agreement=agreement
-        ).inc()
-        self.scorecard.record_shadow(contract.unit, contract.capability, agreement)
+        self.observer.shadow_compared(contract, agreement)
 
     async def drain(self) -> None:
         await asyncio.gather(*self._shadows, return_exceptions=True)

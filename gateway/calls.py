@@ -8,10 +8,10 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.definitions import Condition, parse_ref
+from gateway.definition import Condition, parse_ref
 from gateway.models import Bill, JourneyRun, StepLine, UnitLine
 from mbs.contract import Contract
-from mbs.rpc import Reply
+from mbs.kafka.rpc import Reply
 
 TECHNICAL = frozenset({"unit_failed", "deadline_exceeded"})
 MISSING = object()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mbs.conformance import is_certified
 from mbs.contract import Contract
+from mbs.contract.certification import is_certified
 
 
 class Catalog:

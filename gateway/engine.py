@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gateway import calls
 from gateway.caller import SETTLE_WINDOW_S, Caller, Save
 from gateway.catalog import Catalog
-from gateway.definitions import JourneyDefinition, StepDefinition, parse_ref
+from gateway.definition import JourneyDefinition, StepDefinition, parse_ref
 from gateway.models import Call, JourneyRun, RunStatus, StepRun
+from gateway.observers import JourneyObserver, Observers, ProviderLatency
 from gateway.policy import ProviderChooser
 from gateway.scorecard import Scorecard
 from gateway.transport import Clock, SystemClock, Transport
-from mbs import metrics, tracing
-from mbs.errors import MbsError
+from mbs.backoff import Backoff
+from mbs.errors import JourneyInputError
+from mbs.telemetry import tracing
 
 _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
-
-
-class JourneyInputError(MbsError):
-    """The journey input lacks a field a step needs."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ class UndoPolicy:
     max_backoff_s: float = 5.0
 
     def backoff(self, attempt: int) -> float:
-        return float(min(self.max_backoff_s, self.first_backoff_s * 2 ** (attempt - 1)))
+        return Backoff(self.first_backoff_s, self.max_backoff_s).delay(attempt)
 
 
 class JourneyEngine:
@@ -56,14 +55,16 @@ class JourneyEngine:
         default_timeout_s: float,
         clock: Clock | None = None,
         undo_policy: UndoPolicy | None = None,
+        observers: Sequence[JourneyObserver] = (),
     ) -> None:
         self.catalog = catalog
         self.save = save
         self.clock = clock or SystemClock()
         self.chooser = ProviderChooser(catalog)
         self.scorecard = Scorecard(catalog)
+        self.observer = Observers([ProviderLatency(self.chooser), self.scorecard, *observers])
         self.caller = Caller(
-            transport, self.clock, self.chooser, self.scorecard, timeout_s=default_timeout_s
+            transport, self.clock, self.chooser, self.observer, timeout_s=default_timeout_s
         )
         self.default_timeout_s = default_timeout_s
         self.undo_policy = undo_policy or UndoPolicy()
@@ -239,13 +240,7 @@ class JourneyEngine:
         run.status = _outcome(run)
         self._books(run)
         await self.save(run)
-        labels = {"journey": run.journey, "version": str(run.version)}
-        metrics.JOURNEYS.labels(**labels, outcome=run.status).inc()
-        metrics.JOURNEY_SECONDS.labels(**labels).observe(run.latency_ms / 1000)
-        for line in run.bill.by_unit if run.bill else []:
-            metrics.JOURNEY_COST.labels(
-                journey=run.journey, unit=line.unit, currency=run.bill.currency if run.bill else ""
-            ).inc(float(line.price))
+        self.observer.journey_finished(run)
 
     async def _close(self, run: JourneyRun) -> None:
         """The books of a decided run, once its unsettled calls are settled or given up."""
@@ -255,7 +250,7 @@ class JourneyEngine:
     def _books(self, run: JourneyRun) -> None:
         if run.parked and run.status != "compensation_failed":
             run.status = "compensation_failed"
-            metrics.COMPENSATIONS_PARKED.labels(journey=run.journey).inc()
+            self.observer.run_parked(run)
         elif not run.parked:
             run.status = _outcome(run)
         run.compensated = run.error is not None and not (run.parked or run.unsettled)

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 
-from gateway.definitions import JourneyDefinition
+from gateway.definition import JourneyDefinition
 from gateway.engine import JourneyEngine
 from gateway.models import JourneyRun
 from gateway.runlog import RunLog

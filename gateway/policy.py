@@ -7,7 +7,7 @@ import hashlib
 import random
 
 from gateway.catalog import Catalog
-from gateway.definitions import StepDefinition
+from gateway.definition import StepDefinition
 from mbs.contract import Contract
 
 EWMA_WEIGHT = 0.2

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.models import JourneyRun
-from mbs.kafka import client_options
-from mbs.topics import ensure_topics
+from mbs.kafka import Connection, ensure_topics
 
 log = logging.getLogger("mbs.gateway.runlog")
 STATE_PARTITIONS = 6
@@ -37,8 +36,8 @@ AssignHandler = Callable[[dict[int, int]], Awaitable[None]]
 class RunLog:
     """Writes runs to the state topic and follows it as observer and executor."""
 
-    def __init__(self, bootstrap: str, topic: str, group: str) -> None:
-        self.bootstrap, self.topic, self.group = bootstrap, topic, group
+    def __init__(self, connection: Connection, topic: str, group: str) -> None:
+        self.connection, self.topic, self.group = connection, topic, group
         self._runs: OrderedDict[str, bytes | JourneyRun] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
         self._producer: AIOKafkaProducer | None = None
@@ -49,11 +48,10 @@ class RunLog:
         self, on_record: RecordHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
     ) -> None:
         await ensure_topics(
-            self.bootstrap, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
+            self.connection, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
         )
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            **client_options(),
+            **self.connection.options(),
             acks="all",
             enable_idempotence=True,
             linger_ms=0,
@@ -61,8 +59,7 @@ class RunLog:
         await self._producer.start()
         observer = await self._observer()
         executor = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            **client_options(),
+            **self.connection.options(),
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -143,8 +140,7 @@ class RunLog:
 
     async def _observer(self) -> AIOKafkaConsumer:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            **client_options(),
+            **self.connection.options(),
             group_id=None,
             enable_auto_commit=False,
             fetch_max_wait_ms=20,

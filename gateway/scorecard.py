@@ -10,7 +10,10 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.models import Call
+from gateway.models import Call, JourneyRun
+from gateway.observers import JourneyObserver
+from mbs.contract import Contract
+from mbs.kafka import Reply
 
 KEPT_LATENCIES = 5000
 
@@ -35,13 +38,21 @@ def _quantile(values: list[float], q: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
-class Scorecard:
+class Scorecard(JourneyObserver):
     """Accumulates calls as the engine makes them; answers per unit and per capability."""
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._ledger: dict[tuple[str, str], list[Decimal]] = {}  # (hour, unit) -> calls, price
+
+    def call_answered(
+        self, run: JourneyRun, contract: Contract, call: Call, reply: Reply | None
+    ) -> None:
+        self.record(call)
+
+    def shadow_compared(self, contract: Contract, agreement: str) -> None:
+        self.record_shadow(contract.unit, contract.capability, agreement)
 
     def record(self, call: Call) -> None:
         hour = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime())

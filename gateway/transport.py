@@ -10,9 +10,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from mbs import headers as h
+from mbs import wire as h
 from mbs.contract import Contract
-from mbs.rpc import Reply, Requester
+from mbs.kafka.rpc import Reply, Requester
 
 
 @dataclass(frozen=True)

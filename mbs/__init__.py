@@ -1,9 +1,17 @@
-"""Micro Business Services: the platform kit for Micro Business Units."""
+"""Micro Business Services: the platform kit for Micro Business Units.
 
+The public face for units, contracts and the ecosystem module; the layers below it are
+`mbs.contract`, `mbs.kafka`, `mbs.telemetry`, `mbs.unit`, `mbs.broker` and `mbs.cli`, and test
+helpers live in `mbs.testing`.
+"""
+
+from mbs import wire
 from mbs.contract import (
     Contract,
     DeclaredError,
     ModelContract,
+    Money,
+    PositiveMoney,
     Pricing,
     Sla,
     declare,
@@ -12,23 +20,22 @@ from mbs.contract import (
 from mbs.errors import (
     BrokerError,
     BusinessError,
+    ContractRefused,
     ContractViolation,
     JourneyDefinitionError,
     MbsError,
-    StepFailed,
-    StepTimeout,
 )
-from mbs.money import Money, PositiveMoney
-from mbs.state import Table, UnitStore
-from mbs.unit import Binding, RetryPolicy, Unit, dry_run
+from mbs.unit import Binding, Ecosystem, RetryPolicy, Table, Unit, UnitStore, dry_run
 
 __all__ = [
     "Binding",
     "BrokerError",
     "BusinessError",
     "Contract",
+    "ContractRefused",
     "ContractViolation",
     "DeclaredError",
+    "Ecosystem",
     "JourneyDefinitionError",
     "MbsError",
     "ModelContract",
@@ -37,12 +44,11 @@ __all__ = [
     "Pricing",
     "RetryPolicy",
     "Sla",
-    "StepFailed",
-    "StepTimeout",
     "Table",
     "Unit",
     "UnitStore",
     "declare",
     "dry_run",
     "implement",
+    "wire",
 ]

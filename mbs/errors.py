@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 
 class MbsError(Exception):
     """Root of every platform error."""
@@ -20,33 +23,57 @@ class ContractViolation(MbsError):
         self.detail = detail
 
 
-class BusinessError(MbsError):
-    """A declared business outcome (`card_declined`): replied to the caller, never retried."""
+class _Registered(Protocol):
+    @property
+    def key(self) -> str: ...
 
-    def __init__(self, code: str, detail: str = "", *, retryable: bool = False) -> None:
+    @property
+    def unit(self) -> str: ...
+
+
+class _Reason(Protocol):
+    @property
+    def path(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class ContractRefused(MbsError):
+    """A new contract version breaks compatibility; `reasons` lists every break."""
+
+    def __init__(self, contract: _Registered, reasons: Sequence[_Reason]) -> None:
+        lines = "\n".join(f"  {r.path}: {r.reason}" for r in reasons)
+        super().__init__(f"{contract.key} ({contract.unit}) refused:\n{lines}")
+        self.contract = contract
+        self.reasons = list(reasons)
+
+
+class BusinessError(MbsError):
+    """A declared business outcome (`card_declined`): replied to the caller, never retried
+    by the unit (whether a caller may try again is the contract's `errors[].retryable`)."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.code = code
         self.detail = detail
-        self.retryable = retryable
+
+
+class StateError(MbsError):
+    """A unit's state was used in a way that would break its atomicity."""
+
+
+class ScaffoldRefused(MbsError):
+    """The unit cannot be scaffolded as asked; the message says why and what to do."""
 
 
 class JourneyDefinitionError(MbsError):
     """A journey definition file is invalid; the message names the file, step and reason."""
 
 
-class StepFailed(MbsError):
-    """A journey step did not produce a usable reply."""
-
-    def __init__(self, step: str, reason: str, *, retryable: bool = False) -> None:
-        super().__init__(f"step {step!r} failed: {reason}")
-        self.step = step
-        self.reason = reason
-        self.retryable = retryable
+class JourneyInputError(MbsError):
+    """The journey input lacks a field a step needs."""
 
 
-class StepTimeout(StepFailed):
-    """A step's reply did not arrive before its deadline."""
-
-    def __init__(self, step: str, timeout_s: float) -> None:
-        super().__init__(step, f"no reply within {timeout_s:g}s", retryable=True)
-        self.timeout_s = timeout_s
+class VersionConflict(MbsError):
+    """A journey definition's version is not newer than the live one."""

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mbs import headers
+from mbs import wire
 
 
 def _default_home() -> Path:
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         default=168.0, gt=0, description="How long a unit remembers the answer to a message id."
     )
     contracts_topic: str = Field(
-        default=headers.CONTRACTS_TOPIC, description="The registry topic (tests use their own)."
+        default=wire.CONTRACTS_TOPIC, description="The registry topic (tests use their own)."
     )
     require_certification: bool = Field(
         default=False,
@@ -94,12 +94,8 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEV_API_KEYS),
         description='JSON: {"key": {"caller": "webshop", "role": "caller|admin|partner"}}.',
     )
-    journeys_topic: str = Field(
-        default=headers.JOURNEY_STATE_TOPIC, description="Journey log topic."
-    )
-    definitions_topic: str = Field(
-        default=headers.JOURNEY_DEFS_TOPIC, description="Versions topic."
-    )
+    journeys_topic: str = Field(default=wire.JOURNEY_STATE_TOPIC, description="Journey log topic.")
+    definitions_topic: str = Field(default=wire.JOURNEY_DEFS_TOPIC, description="Versions topic.")
     gateway_group: str = Field(default="mbs.gateway", description="Executor consumer group.")
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."

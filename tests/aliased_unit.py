@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from mbs.cli import _logging
-from mbs.contract import implement
-from mbs.runner import load_unit, serve_unit
+from ecosystem import ECOSYSTEM
+from mbs import Binding, Unit, UnitStore, implement
 from mbs.settings import get_settings
-from mbs.state import UnitStore
-from mbs.unit import Binding, Unit
+from mbs.testing import configure_logging
+from mbs.unit.hosting import serve_unit
 
 
 def aliased(unit: Unit, alias: str) -> Unit:
@@ -38,8 +37,8 @@ def aliased(unit: Unit, alias: str) -> Unit:
 
 def main(name: str, alias: str) -> None:
     settings = get_settings()
-    unit = aliased(load_unit(name, UnitStore.for_unit(alias, settings)), alias)
-    _logging()
+    unit = aliased(ECOSYSTEM.load_unit(name, UnitStore.for_unit(alias, settings)), alias)
+    configure_logging()
     asyncio.run(serve_unit(unit, settings))
 
 

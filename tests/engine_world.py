@@ -16,13 +16,13 @@ from decimal import Decimal
 from typing import Any
 
 from gateway.catalog import Catalog
-from gateway.definitions import JourneyDefinition
+from gateway.definition import JourneyDefinition
 from gateway.engine import JourneyEngine, UndoPolicy
 from gateway.models import JourneyRun
 from gateway.transport import Outgoing
-from mbs import headers as h
-from mbs.contract import Contract, DeclaredError, Pricing, Sla
-from mbs.rpc import Reply
+from mbs import Contract, DeclaredError, Pricing, Sla
+from mbs import wire as h
+from mbs.kafka import Reply
 
 # What may happen to one request: served; a declared business error; a retryable one; a
 # technical failure (not remembered); the unit too slow (queued, served after its deadline);

@@ -12,8 +12,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from mbs import headers as h
-from mbs.topics import ensure_topics
+from mbs import wire as h
+from mbs.kafka import Connection, ensure_topics
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Probe:
     _task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Probe:
-        await ensure_topics(self.bootstrap, [self.reply_topic])
+        await ensure_topics(Connection(self.bootstrap), [self.reply_topic])
         self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, fetch_max_wait_ms=20

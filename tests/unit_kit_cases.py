@@ -12,18 +12,16 @@ from typing import Any
 from faststream.kafka import KafkaBroker, KafkaMessage
 
 from contracts.pricing import QUOTE, Quote
-from mbs import headers as h
-from mbs.contract import ModelContract
-from mbs.errors import BusinessError
+from mbs import BusinessError, ModelContract, implement
+from mbs import wire as h
 from mbs.unit import Binding, Handler, RetryPolicy, Unit
 from services.pricing.handlers import quote
 
 
 def contract_for(uid: str) -> ModelContract[Any, Any]:
     """The pricing contract under a unique unit and capability name."""
-    contract = QUOTE.model_copy(update={"unit": f"t{uid}", "capability": f"t{uid}.quote"})
-    contract._request_model, contract._reply_model = QUOTE.request_model, QUOTE.reply_model
-    return contract
+    renamed = QUOTE.model_copy(update={"unit": f"t{uid}", "capability": f"t{uid}.quote"})
+    return implement(renamed, request=QUOTE.request_model, reply=QUOTE.reply_model)
 
 
 @dataclass
@@ -228,7 +226,7 @@ class Moody:
     async def quote(self, request: Any) -> Quote:
         self.calls += 1
         if self.calls == 1:
-            raise BusinessError("unknown_sku", "catalogue being updated", retryable=True)
+            raise BusinessError("unknown_sku", "catalogue being updated")
         return await quote(request)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.fraud import SCORE
-from mbs.unit import Binding, Unit
+from mbs import Binding, Unit
 from services.fraud.handlers import RiskModel
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Literal
 
 from contracts.fraud import RiskScore, ScoreRequest
-from mbs.errors import BusinessError
+from mbs import BusinessError
 
 EU_COUNTRIES = frozenset(
     {"AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "ES", "FI", "FR", "GR", "HR", "HU"}

@@ -7,8 +7,7 @@ import uuid
 from collections.abc import Mapping
 
 from contracts.inventory import Release, ReleaseRequest, Reservation, ReserveRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
+from mbs import BusinessError, UnitStore
 
 OPENING_STOCK = {
     "espresso-beans-1kg": 5000,

@@ -7,9 +7,7 @@ import uuid
 from pydantic import BaseModel
 
 from contracts.notifications import Notification, NotifyRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import dry_run
+from mbs import BusinessError, UnitStore, dry_run
 
 TEMPLATES: dict[str, str] = {
     "order_confirmed": "Thank you! Your order {order_id} is confirmed.",

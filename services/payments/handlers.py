@@ -7,9 +7,7 @@ import uuid
 from decimal import Decimal
 
 from contracts.payments import Charge, ChargeRequest, Refund, RefundRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import dry_run
+from mbs import BusinessError, UnitStore, dry_run
 
 PROVIDER = "payments"
 CHARGE_LIMIT = Decimal("2000.00")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.pricing import QUOTE
-from mbs.unit import Binding, Unit
+from mbs import Binding, Unit
 from services.pricing.handlers import quote
 
 

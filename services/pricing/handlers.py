@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal
 
 from contracts.pricing import Quote, QuoteRequest
-from mbs.errors import BusinessError
+from mbs import BusinessError
 
 CATALOG: dict[str, Decimal] = {
     "espresso-beans-1kg": Decimal("24.90"),

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from contracts.shipping import BOOK, CANCEL
-from mbs.state import UnitStore
-from mbs.unit import Binding, Unit
+from mbs import Binding, Unit, UnitStore
 from services.shipping.handlers import ShipmentBook
 
 

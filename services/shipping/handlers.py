@@ -5,9 +5,7 @@ from __future__ import annotations
 import uuid
 
 from contracts.shipping import Booking, BookingRequest, Cancellation, CancelRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import dry_run
+from mbs import BusinessError, UnitStore, dry_run
 
 CARRIER = "DHL"
 UNSERVICEABLE_POSTCODE_PREFIX = "99"

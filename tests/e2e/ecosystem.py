@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from mbs.processes import Process, ProcessGroup, free_port, wait_http_ok
+from mbs.testing import Process, ProcessGroup, free_port, wait_http_ok
 from tests.conftest import private_topics
 
 CALLER = {"X-API-Key": "dev-caller-key"}

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mbs.processes import ProcessGroup, free_port, wait_http_ok
+from mbs.testing import ProcessGroup, free_port, wait_http_ok
 
 pytestmark = pytest.mark.kafka
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from gateway.definitions import JOURNEYS_DIR
+from gateway.definition import JOURNEYS_DIR
 from tests.e2e.ecosystem import (
     ADMIN,
     CALLER,

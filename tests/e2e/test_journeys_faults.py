@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mbs.state import UnitStore
+from mbs import UnitStore
 from services.inventory.handlers import Stock
 from services.payments.handlers import CardLedger
 from tests.e2e.ecosystem import UNITS, Ecosystem, order, run_journey, steps_of, submit, wait_all

@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 import services
-from gateway.definitions import JOURNEYS_DIR
+from gateway.definition import JOURNEYS_DIR
 from mbs import dashboards
-from mbs.processes import free_port
+from mbs.testing import free_port
 from tests.e2e.ecosystem import ADMIN, CALLER, Ecosystem, order
 from tests.kafka_probe import Probe
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mbs.processes import free_port
+from mbs.testing import free_port
 
 pytestmark = pytest.mark.kafka
 

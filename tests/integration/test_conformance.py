@@ -15,12 +15,10 @@ import pytest
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, ConfigDict
 
-from mbs import conformance
-from mbs.contract import Contract, implement
-from mbs.errors import BusinessError, MbsError
-from mbs.runner import load_unit, unit_names
-from mbs.state import UnitStore
-from mbs.topics import ensure_topics
+from ecosystem import ECOSYSTEM
+from mbs import BusinessError, Contract, MbsError, UnitStore, implement
+from mbs.contract import certifications, conformance, is_certified
+from mbs.kafka import Connection, ensure_topics
 from mbs.unit import Binding, Handler, Unit
 from services.partners.fastship import app as fastship
 from services.partners.fastship.handlers import FastShipDepot
@@ -80,7 +78,7 @@ def contracts_of(unit: Unit) -> list[Contract]:
 @contextlib.asynccontextmanager
 async def serving(bootstrap: str, unit: Unit) -> AsyncIterator[None]:
     """The unit on a FastStream broker of its own, as its process would run it."""
-    await ensure_topics(bootstrap, unit.topics)
+    await ensure_topics(Connection(bootstrap), unit.topics)
     broker = KafkaBroker(bootstrap)
     unit.attach(broker)
     async with broker:
@@ -92,21 +90,23 @@ async def test_correct_partner_passes_and_is_certified(kafka_bootstrap: str, uid
     unit = correct_fastship(uid)
     contracts, topic = contracts_of(unit), f"test.certifications.{uid}"
     async with serving(kafka_bootstrap, unit):
-        report = await conformance.verify(contracts, kafka_bootstrap, samples=SAMPLES)
+        report = await conformance.verify(contracts, Connection(kafka_bootstrap), samples=SAMPLES)
     assert report.passed, report.violations
     assert [r.capability for r in report.results] == ["shipping.book", "shipping.cancel"]
     assert all(r.sent > SAMPLES and r.passed == r.sent for r in report.results)
     assert 0 < report.p50_ms <= report.p99_ms
     assert len(conformance.render(report)) == 1, "no violations table when all passed"
 
-    keys = await conformance.record_certification(report, contracts, kafka_bootstrap, topic=topic)
-    certified = await conformance.certifications(kafka_bootstrap, topic=topic)
+    keys = await conformance.record_certification(
+        report, contracts, Connection(kafka_bootstrap), topic=topic
+    )
+    certified = await certifications(Connection(kafka_bootstrap), topic=topic)
     assert keys == [f"shipping.book@1.0.0/t{uid}", f"shipping.cancel@1.0.0/t{uid}"]
     assert certified[keys[0]]["passed"] is True
     assert certified[keys[0]]["samples"] == SAMPLES
-    assert all(conformance.is_certified(certified, c) for c in contracts)
+    assert all(is_certified(certified, c) for c in contracts)
     changed = contracts[0].model_copy(update={"description": "same version, other text"})
-    assert not conformance.is_certified(certified, changed)
+    assert not is_certified(certified, changed)
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ async def test_wrong_partner_fails_naming_the_violation(
     unit = wrong_fastship(uid, handler, reply)
     contracts = contracts_of(unit)
     async with serving(kafka_bootstrap, unit):
-        report = await conformance.verify(contracts, kafka_bootstrap, samples=SAMPLES)
+        report = await conformance.verify(contracts, Connection(kafka_bootstrap), samples=SAMPLES)
     assert not report.passed
     named = [v for v in report.violations if got in v.got]
     assert named, report.violations
@@ -149,7 +149,7 @@ async def test_wrong_partner_fails_naming_the_violation(
     )
     assert len(conformance.render(report)) == 2
     with pytest.raises(MbsError, match="not certified"):
-        await conformance.record_certification(report, contracts, kafka_bootstrap)
+        await conformance.record_certification(report, contracts, Connection(kafka_bootstrap))
 
 
 async def test_cli_exits_1_for_a_wrong_partner(
@@ -179,7 +179,7 @@ async def test_cli_exits_1_for_a_wrong_partner(
 def shipped(name: str, uid: str) -> Unit:
     """A shipped unit as its build() makes it, under a name no other test uses: the kit's
     requests reach only this copy on the shared broker."""
-    unit = load_unit(name)
+    unit = ECOSYSTEM.load_unit(name)
     bindings = [
         Binding(
             implement(
@@ -202,16 +202,18 @@ def only_slow(report: conformance.Report) -> bool:
     return cases_ok and bool(slow) and len(report.violations) == len(slow)
 
 
-@pytest.mark.parametrize("name", unit_names())
+@pytest.mark.parametrize("name", ECOSYSTEM.unit_names())
 async def test_every_shipped_unit_passes_its_own_kit(
     kafka_bootstrap: str, uid: str, name: str
 ) -> None:
     unit = shipped(name, uid)
     contracts = contracts_of(unit)
     async with serving(kafka_bootstrap, unit):
-        report = await conformance.verify(contracts, kafka_bootstrap, samples=SAMPLES)
+        report = await conformance.verify(contracts, Connection(kafka_bootstrap), samples=SAMPLES)
         if only_slow(report):
-            report = await conformance.verify(contracts, kafka_bootstrap, samples=SAMPLES)
+            report = await conformance.verify(
+                contracts, Connection(kafka_bootstrap), samples=SAMPLES
+            )
     assert report.violations == [], f"{name}: {report.violations}"
     assert all(r.sent > SAMPLES for r in report.results)
     assert {r.capability for r in report.results} == {c.capability for c in contracts}

@@ -13,8 +13,9 @@ import pytest
 
 import contracts
 from contracts.pricing import QUOTE
-from mbs.contract import Contract
-from mbs.registry import ContractRefused, Registry
+from mbs import Contract, ContractRefused
+from mbs.contract import Registry
+from mbs.kafka import Connection
 
 pytestmark = pytest.mark.kafka
 
@@ -39,11 +40,11 @@ def with_required_field(contract: Contract, name: str) -> dict[str, object]:
 async def test_second_process_and_restart_see_the_same_contracts(
     kafka_bootstrap: str, topic: str
 ) -> None:
-    writer = Registry(kafka_bootstrap, topic=topic)
+    writer = Registry(Connection(kafka_bootstrap), topic=topic)
     written = await writer.register(contracts.all_contracts())
     assert len(written) == len(contracts.all_contracts())
 
-    reader = Registry(kafka_bootstrap, topic=topic)  # a process that starts later
+    reader = Registry(Connection(kafka_bootstrap), topic=topic)  # a process that starts later
     view = await reader.sync()
     assert {c.key for c in view.current()} == {c.key for c in contracts.all_contracts()}
     providers = {c.unit for c in view.latest("shipping.book")}
@@ -56,12 +57,12 @@ async def test_second_process_and_restart_see_the_same_contracts(
 async def test_compatible_minor_version_is_added_to_history(
     kafka_bootstrap: str, topic: str
 ) -> None:
-    registry = Registry(kafka_bootstrap, topic=topic)
+    registry = Registry(Connection(kafka_bootstrap), topic=topic)
     await registry.register([quote_v("1.0.0")])
     request = copy.deepcopy(QUOTE.request)
     request["properties"]["coupon"] = {"type": "string", "default": ""}
     await registry.register([quote_v("1.1.0", request=request)])
-    view = await Registry(kafka_bootstrap, topic=topic).sync()
+    view = await Registry(Connection(kafka_bootstrap), topic=topic).sync()
     assert [c.version for c in view.history("pricing.quote")] == ["1.0.0", "1.1.0"]
     assert [c.version for c in view.latest("pricing.quote")] == ["1.1.0"]
 
@@ -69,7 +70,7 @@ async def test_compatible_minor_version_is_added_to_history(
 async def test_breaking_change_is_refused_and_registry_unchanged(
     kafka_bootstrap: str, topic: str
 ) -> None:
-    registry = Registry(kafka_bootstrap, topic=topic)
+    registry = Registry(Connection(kafka_bootstrap), topic=topic)
     await registry.register([quote_v("1.0.0")])
     breaking = quote_v("1.1.0", request=with_required_field(QUOTE.as_contract(), "postcode"))
     with pytest.raises(ContractRefused) as refused:
@@ -77,12 +78,12 @@ async def test_breaking_change_is_refused_and_registry_unchanged(
     assert any(
         "postcode" in r.reason and r.path.startswith("$.request") for r in refused.value.reasons
     )
-    view = await Registry(kafka_bootstrap, topic=topic).sync()
+    view = await Registry(Connection(kafka_bootstrap), topic=topic).sync()
     assert [c.version for c in view.history("pricing.quote")] == ["1.0.0"]
 
 
 async def test_new_major_needs_no_compatibility(kafka_bootstrap: str, topic: str) -> None:
-    registry = Registry(kafka_bootstrap, topic=topic)
+    registry = Registry(Connection(kafka_bootstrap), topic=topic)
     await registry.register([quote_v("1.0.0")])
     v2 = quote_v("2.0.0", request=with_required_field(QUOTE.as_contract(), "postcode"))
     assert [c.key for c in await registry.register([v2])] == ["pricing.quote@2.0.0"]

@@ -7,9 +7,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from mbs import headers as h
-from mbs.rpc import Requester
-from mbs.topics import ensure_topics
+from mbs import wire as h
+from mbs.kafka import Connection, Requester, ensure_topics
 
 pytestmark = pytest.mark.kafka
 
@@ -18,8 +17,8 @@ async def test_a_forged_reply_on_another_units_topic_never_reaches_the_caller(
     kafka_bootstrap: str, uid: str
 ) -> None:
     request_topic, genuine, forged = f"t{uid}.ask.v1", f"mbs.replies.t{uid}", f"mbs.replies.x{uid}"
-    await ensure_topics(kafka_bootstrap, [request_topic, genuine, forged])
-    requester = Requester(kafka_bootstrap, caller="test")
+    await ensure_topics(Connection(kafka_bootstrap), [request_topic, genuine, forged])
+    requester = Requester(Connection(kafka_bootstrap), caller="test")
     await requester.start([genuine, forged])
     consumer = AIOKafkaConsumer(
         request_topic,

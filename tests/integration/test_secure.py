@@ -19,11 +19,10 @@ from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
-from mbs import headers as h
-from mbs.broker import LocalBroker
-from mbs.processes import ProcessGroup, free_port
-from mbs.security import Credentials
+from mbs import wire as h
+from mbs.broker import Credentials, LocalBroker
 from mbs.settings import Settings
+from mbs.testing import ProcessGroup, free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker
 
-from mbs.topics import ensure_topics
+from mbs.kafka import Connection, ensure_topics
 from tests import unit_kit_cases as cases
 
 pytestmark = pytest.mark.kafka
@@ -20,7 +20,7 @@ async def harness(kafka_bootstrap: str, uid: str) -> AsyncIterator[cases.Harness
     built = cases.build_harness(broker, uid)
     contract = built.contract
     await ensure_topics(
-        kafka_bootstrap,
+        Connection(kafka_bootstrap),
         [contract.request_topic, contract.reply_topic, contract.dlq_topic],
         config={"max.message.bytes": "2000000"},
     )
@@ -68,7 +68,8 @@ async def test_failures_and_redelivery(
     harness = cases.build_harness_with(broker, uid, flaky.quote)
     contract = harness.contract
     await ensure_topics(
-        kafka_bootstrap, [contract.request_topic, contract.reply_topic, contract.dlq_topic]
+        Connection(kafka_bootstrap),
+        [contract.request_topic, contract.reply_topic, contract.dlq_topic],
     )
     async with broker:
         await broker.start()
@@ -83,7 +84,7 @@ async def test_business_error_is_remembered(kafka_bootstrap: str, uid: str) -> N
     broker = KafkaBroker(kafka_bootstrap)
     moody = cases.Moody()
     harness = cases.build_harness_with(broker, uid, moody.quote)
-    await ensure_topics(kafka_bootstrap, harness.unit.topics)
+    await ensure_topics(Connection(kafka_bootstrap), harness.unit.topics)
     async with broker:
         await broker.start()
         await cases.case_business_error_is_remembered(harness, moody)
@@ -97,7 +98,7 @@ async def test_reply_lost_after_commit_is_redelivered_and_sent_again_not_redone(
     flaky = cases.Flaky(0)
     harness = cases.build_harness_with(broker, uid, flaky.quote)
     broker.lose_on = harness.contract.reply_topic
-    await ensure_topics(kafka_bootstrap, harness.unit.topics)
+    await ensure_topics(Connection(kafka_bootstrap), harness.unit.topics)
     async with broker:
         await broker.start()
         await cases.case_reply_lost_after_commit_is_sent_again_not_redone(

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from contracts import inventory, payments
-from mbs import headers as h
-from mbs.contract import Contract
-from mbs.processes import Process, ProcessGroup
-from mbs.state import UnitStore
-from mbs.topics import ensure_topics
+from mbs import Contract, UnitStore
+from mbs import wire as h
+from mbs.kafka import Connection, ensure_topics
+from mbs.testing import Process, ProcessGroup
 from tests.kafka_probe import Probe
 
 pytestmark = pytest.mark.kafka
@@ -195,7 +194,7 @@ async def test_instances_charge_each_message_id_once_through_rebalances_and_a_cr
     Each message id gets exactly one charge, and every answer to it carries that charge."""
     count, lag = 300, 20
     topic = topic_of(payments.CHARGE, alias)
-    await ensure_topics(kafka_bootstrap, [topic], partitions=PARTITIONS)
+    await ensure_topics(Connection(kafka_bootstrap), [topic], partitions=PARTITIONS)
     ids = [uuid.uuid4().hex for _ in range(count)]
     sent: dict[str, list[str]] = defaultdict(list)
 

@@ -14,8 +14,8 @@ from jsonschema.validators import validator_for
 from pydantic import BaseModel, Field
 
 import contracts
-from mbs.asyncapi import asyncapi_document, export
-from mbs.contract import Contract, Pricing, Sla, declare
+from mbs import Contract, Pricing, Sla, declare
+from mbs.contract import asyncapi_document, export
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLISHED = ROOT / "contracts" / "published"

@@ -8,8 +8,7 @@ import pytest
 
 from contracts.inventory import ReleaseRequest, ReserveRequest
 from contracts.pricing import QuoteRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
+from mbs import BusinessError, UnitStore
 from services.inventory.handlers import Stock
 from services.pricing.handlers import quote
 

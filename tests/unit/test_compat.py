@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from contracts.pricing import QUOTE
-from mbs.compat import Incompatibility, can_read, check_contract, check_schema
-from mbs.contract import Contract
+from mbs import Contract
+from mbs.contract import Incompatibility, can_read, check_contract, check_schema
 
 Schema = dict[str, Any]
 STRING: Schema = {"type": "string"}

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from ecosystem import ECOSYSTEM
 from mbs.cli import app as cli_app
-from mbs.runner import load_unit, unit_names
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -72,7 +72,7 @@ def _unit_of(command: list[str]) -> str | None:
 def test_compose_runs_kafka_the_gateway_and_every_unit(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    names = unit_names()
+    names = ECOSYSTEM.unit_names()
     assert names, "no unit packages found under services/"
     missing = {"kafka", "gateway", *names} - services.keys()
     assert not missing, f"docker-compose.yml lacks services: {sorted(missing)}"
@@ -82,8 +82,8 @@ def test_compose_runs_kafka_the_gateway_and_every_unit(
 def test_each_unit_runs_in_exactly_one_container(services: dict[str, dict[str, Any]]) -> None:
     run = [_unit_of(svc.get("command") or []) for svc in _built(services).values()]
     ran = sorted(unit for unit in run if unit is not None)
-    assert ran == unit_names(), "each unit under services/ needs one `run unit` container"
-    for name in unit_names():
+    assert ran == ECOSYSTEM.unit_names(), "each unit under services/ needs one `run unit` container"
+    for name in ECOSYSTEM.unit_names():
         assert services[name]["command"] == ["run", "unit", name]
 
 
@@ -91,13 +91,15 @@ def test_every_built_service_runs_a_valid_mbs_command(
     services: dict[str, dict[str, Any]],
 ) -> None:
     built = _built(services)
-    assert {"gateway", *unit_names()} <= built.keys(), "units and gateway use the Dockerfile"
+    assert {"gateway", *ECOSYSTEM.unit_names()} <= built.keys(), (
+        "units and gateway use the Dockerfile"
+    )
     for name, svc in built.items():
         command = svc.get("command")
         assert isinstance(command, list), f"{name}: command must be an exec-form list"
         unit = _unit_of(command)
         if unit is not None:
-            loaded = load_unit(unit)
+            loaded = ECOSYSTEM.load_unit(unit)
             assert loaded.name == unit, f"{name}: `run unit {unit}` loads unit {loaded.name!r}"
         elif command == ["run", "gateway"]:
             gateway_app = importlib.import_module("gateway.app")

@@ -9,8 +9,8 @@ import yaml
 
 import contracts
 from gateway.catalog import Catalog
-from gateway.definitions import JOURNEYS_DIR, load_all, load_file
-from mbs.errors import JourneyDefinitionError
+from gateway.definition import JOURNEYS_DIR, load_all, load_file
+from mbs import JourneyDefinitionError
 
 CATALOG = Catalog(contracts.all_contracts())
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.definitions import JourneyDefinition
+from gateway.definition import JourneyDefinition
 from gateway.models import JourneyRun
 from tests.engine_world import World, check_invariants, contract, live_through
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 # inside a run ("AST constructor recursion depth mismatch") under pytest's assert rewriting.
 from hypothesis.internal.conjecture import optimiser  # noqa: F401
 
-from gateway.definitions import JourneyDefinition
+from gateway.definition import JourneyDefinition
 from tests.engine_world import FAULTS, World, check_invariants, contract, live_through
 
 EXAMPLES = int(os.environ.get("MBS_SIM_EXAMPLES", "2000"))

@@ -18,8 +18,8 @@ from jsonschema import ValidationError as SchemaError
 from pydantic import TypeAdapter, ValidationError
 
 import contracts
-from mbs.contract import Contract
-from mbs.money import MONEY_PATTERN, POSITIVE_MONEY_PATTERN, Money, PositiveMoney
+from mbs import Contract
+from mbs.contract import MONEY_PATTERN, POSITIVE_MONEY_PATTERN, Money, PositiveMoney
 
 TYPES: dict[str, TypeAdapter[Decimal]] = {
     "Money": TypeAdapter(Money),
@@ -184,4 +184,4 @@ def _amount_schemas(schema: Any, path: str) -> list[tuple[str, Any]]:
 def test_shipped_contracts_carry_money_not_any_number_or_string(contract: Contract) -> None:
     loose = _amount_schemas(contract.request, "$.request")
     loose += _amount_schemas(contract.reply, "$.reply")
-    assert not loose, f"{contract.key} ({contract.unit}): use mbs.money for {loose}"
+    assert not loose, f"{contract.key} ({contract.unit}): use mbs.contract.money for {loose}"

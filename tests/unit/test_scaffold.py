@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
+from mbs import MbsError
 from mbs.cli import app
-from mbs.errors import MbsError
 
 REPO = Path(__file__).resolve().parents[2]
 LONGEST = "abcdefghijklmnopqrst"  # the longest name and action the scaffold accepts
@@ -91,7 +91,7 @@ def test_scaffolded_code_is_ruff_clean_at_the_longest_names(root: Path, tool: li
 def test_scaffolded_unit_loads_by_name(root: Path) -> None:
     assert new_unit("loyalty", "--root", str(root)).exit_code == 0
     script = (
-        "from mbs.runner import load_unit; unit = load_unit('loyalty'); "
+        "from ecosystem import ECOSYSTEM; unit = ECOSYSTEM.load_unit('loyalty'); "
         "print(unit.name, unit.bindings[0].contract.request_topic)"
     )
     loaded = python(root, "-c", script)

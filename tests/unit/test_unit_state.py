@@ -1,4 +1,4 @@
-"""A unit's store (mbs.state) and the rule built on it, in memory: the answer to a message id
+"""A unit's store (mbs.unit.state) and the rule built on it, in memory: the answer to a message id
 is final once given, undos are idempotent, a dry run changes nothing, state survives restarts."""
 
 from __future__ import annotations
@@ -18,12 +18,11 @@ from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 from pydantic import BaseModel
 
 from contracts import inventory, payments
-from mbs import headers as h
-from mbs.contract import ModelContract
-from mbs.errors import MbsError
+from mbs import MbsError, ModelContract, Unit
+from mbs import wire as h
+from mbs.errors import StateError
 from mbs.settings import Settings
-from mbs.state import StateError, StoredReply, Table, UnitStore
-from mbs.unit import Unit
+from mbs.unit import StoredReply, Table, UnitStore
 from services.inventory import app as inventory_app
 from services.payments import app as payments_app
 

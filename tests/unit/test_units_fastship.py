@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +11,8 @@ import pytest
 from pydantic import BaseModel
 
 from contracts import partner_contracts
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError, UnitStore
+from mbs.testing import shadow_request
 from services.partners.fastship import app
 from services.partners.fastship.handlers import FastShipDepot
 from services.partners.fastship.models import Booking, BookingRequest, Cancellation, CancelRequest
@@ -25,15 +22,6 @@ OWN_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "shipping.book": (BookingRequest, Booking),
     "shipping.cancel": (CancelRequest, Cancellation),
 }
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def new_depot(first_tracking: int | None = None) -> FastShipDepot:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 
 from contracts.fraud import SCORE, ScoreRequest
-from mbs.errors import BusinessError
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError
+from mbs.testing import shadow_request
 from services.fraud.handlers import RiskModel
 
 # Base risks under the default seed (pinned so a change of formula or seed is noticed):
 # cust-3 -> 0, cust-7 -> 39, cust-1 -> 26.
 MODEL = RiskModel()
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def order(customer: str, amount: str = "50.00", country: str = "DE") -> ScoreRequest:

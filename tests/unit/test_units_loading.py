@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts import all_contracts
-from mbs.runner import load_unit
+from ecosystem import ECOSYSTEM
 
 
 def declared_capabilities() -> dict[str, set[str]]:
@@ -25,7 +25,7 @@ def test_the_new_units_all_have_contracts() -> None:
 
 @pytest.mark.parametrize("name", sorted(DECLARED))
 def test_load_unit_serves_exactly_the_declared_capabilities(name: str) -> None:
-    unit = load_unit(name)
+    unit = ECOSYSTEM.load_unit(name)
     assert unit.name == name
     served = [binding.contract.capability for binding in unit.bindings]
     assert sorted(served) == sorted(DECLARED[name])

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
 
 from contracts.notifications import SEND, NotifyRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError, UnitStore
+from mbs.testing import shadow_request
 from services.notifications.handlers import Outbox
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def new_outbox() -> Outbox:

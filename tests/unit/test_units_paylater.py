@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,9 +12,8 @@ import pytest
 from pydantic import BaseModel
 
 from contracts import partner_contracts
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError, UnitStore
+from mbs.testing import shadow_request
 from services.partners.paylater import app
 from services.partners.paylater.handlers import PayLaterAccounts
 from services.partners.paylater.models import Charge, ChargeRequest, Refund, RefundRequest
@@ -26,15 +23,6 @@ OWN_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
     "payments.charge": (ChargeRequest, Charge),
     "payments.refund": (RefundRequest, Refund),
 }
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def new_accounts() -> PayLaterAccounts:

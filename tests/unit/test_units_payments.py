@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 
 import pytest
 
 from contracts.payments import CHARGE, REFUND, ChargeRequest, RefundRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError, UnitStore
+from mbs.testing import shadow_request
 from services.payments.handlers import CardLedger
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def new_ledger() -> CardLedger:

@@ -3,25 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 
 from contracts.shipping import BOOK, CANCEL, BookingRequest, CancelRequest
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import _DRY_RUN
+from mbs import BusinessError, UnitStore
+from mbs.testing import shadow_request
 from services.shipping.handlers import ShipmentBook
-
-
-@contextmanager
-def shadow_request() -> Iterator[None]:
-    token = _DRY_RUN.set(True)
-    try:
-        yield
-    finally:
-        _DRY_RUN.reset(token)
 
 
 def new_book(first_tracking: int | None = None) -> ShipmentBook:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import dry_run
+from mbs import BusinessError, UnitStore, dry_run
 from services.partners.fastship.models import Booking, BookingRequest, Cancellation, CancelRequest
 
 CARRIER = "FastShip"

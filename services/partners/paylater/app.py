@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from contracts import partner_contracts
-from mbs.contract import Contract, implement
-from mbs.state import UnitStore
-from mbs.unit import Binding, Unit
+from mbs import Binding, Contract, Unit, UnitStore, implement
 from services.partners.paylater.handlers import PayLaterAccounts
 from services.partners.paylater.models import Charge, ChargeRequest, Refund, RefundRequest
 

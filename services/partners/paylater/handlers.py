@@ -6,9 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 
-from mbs.errors import BusinessError
-from mbs.state import UnitStore
-from mbs.unit import dry_run
+from mbs import BusinessError, UnitStore, dry_run
 from services.partners.paylater.models import Charge, ChargeRequest, Refund, RefundRequest
 
 PROVIDER = "paylater"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mbs.money import PositiveMoney
+from mbs import PositiveMoney
 
 
 class ChargeRequest(BaseModel):

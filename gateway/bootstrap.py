@@ -1,0 +1,72 @@
+"""The wiring of one gateway process: everything it holds, built in one place from one Kafka
+connection, and started in order."""
+
+from __future__ import annotations
+
+import logging
+
+import contracts
+from gateway.catalog import Catalog
+from gateway.definition import JOURNEYS_DIR, load_all
+from gateway.definition.store import DefinitionStore
+from gateway.engine import JourneyEngine, UndoPolicy
+from gateway.executor import Executor
+from gateway.observers import PrometheusObserver
+from gateway.runlog import RunLog
+from gateway.transport import KafkaTransport
+from mbs import wire as h
+from mbs.contract import Certifications, Registry
+from mbs.kafka import Connection, Requester
+from mbs.settings import Settings
+
+log = logging.getLogger("mbs.gateway")
+
+
+class Gateway:
+    """Catalog, definitions, journey log, engine and executor of one gateway instance."""
+
+    def __init__(self, settings: Settings, catalog: Catalog | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog or Catalog(contracts.all_contracts())
+        connection = Connection.from_settings(settings)
+        self.registry = Registry(connection, client="gateway", topic=settings.contracts_topic)
+        self.certifications = Certifications(connection, settings.certifications_topic)
+        self.definition_store = DefinitionStore(connection, settings.definitions_topic)
+        self.requester = Requester(connection, caller="gateway")
+        self.runlog = RunLog(connection, settings.journeys_topic, settings.gateway_group)
+        self.engine = JourneyEngine(
+            KafkaTransport(self.requester),
+            self.catalog,
+            self.runlog.save,
+            default_timeout_s=settings.request_timeout,
+            undo_policy=UndoPolicy(attempts=settings.undo_attempts),
+            observers=[PrometheusObserver()],
+        )
+        self.executor = Executor(self.engine, self.runlog, self.definition_store.versions)
+        self.ready = False
+
+    async def start(self) -> None:
+        view = await self.registry.sync()
+        self.catalog.update(view.current())
+        shipped = load_all(self.catalog, self.settings.journeys_dir or JOURNEYS_DIR)
+        await self.definition_store.start()
+        await self.definition_store.seed(list(shipped.values()))
+        units = {c.unit for c in self.catalog.contracts()}
+        await self.requester.start(h.reply_topic(unit) for unit in units)
+        await self.runlog.start(
+            self.executor.on_record, self.executor.on_assigned, self.executor.on_revoked
+        )
+        if self.settings.require_certification:
+            await self.certifications.table.follow()  # kept current as partners certify
+            self.catalog.certified = self.certifications.records
+        self.ready = True
+        log.info("gateway ready: journeys %s", ", ".join(self.definition_store.names()))
+
+    async def stop(self) -> None:
+        self.ready = False
+        await self.certifications.table.stop()
+        await self.executor.stop()
+        await self.engine.stop()
+        await self.runlog.stop()
+        await self.requester.stop()
+        await self.definition_store.stop()

@@ -1,0 +1,185 @@
+"""Request/reply over Kafka: requests on `<capability>.v<major>`, replies on `mbs.replies.<unit>`.
+
+FastStream's `request()` works on Kafka only inside its test client, so this is ours. Each
+requester reads the reply topics it needs without a consumer group (every instance sees every
+reply and keeps only those whose correlation id it is waiting for), so several gateways never
+steal each other's replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from mbs import wire as h
+from mbs.kafka.admin import ensure_topics
+from mbs.kafka.connection import Connection
+
+log = logging.getLogger("mbs.kafka.rpc")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A unit's answer, with what it cost and what it charged."""
+
+    body: bytes
+    headers: dict[str, str]
+    latency_ms: float
+
+    @property
+    def unit(self) -> str:
+        return self.headers.get(h.UNIT, "")
+
+    @property
+    def error(self) -> str | None:
+        return self.headers.get(h.ERROR)
+
+    @property
+    def error_detail(self) -> str:
+        return self.headers.get(h.ERROR_DETAIL, "")
+
+    @property
+    def cost(self) -> Decimal:
+        return Decimal(self.headers.get(h.COST, "0"))
+
+    @property
+    def price(self) -> Decimal:
+        return Decimal(self.headers.get(h.PRICE, "0"))
+
+    @property
+    def handler_ms(self) -> float:
+        return float(self.headers.get(h.HANDLER_MS, "0"))
+
+
+@dataclass
+class Requester:
+    """Sends requests and matches replies by `mbs-correlation-id`."""
+
+    connection: Connection
+    caller: str
+    _producer: AIOKafkaProducer | None = None
+    _consumer: AIOKafkaConsumer | None = None
+    _pending: dict[str, asyncio.Future[Reply]] = field(default_factory=dict)
+    _sent_at: dict[str, float] = field(default_factory=dict)
+    _expected: dict[str, str] = field(default_factory=dict)
+    _reader: asyncio.Task[None] | None = None
+
+    async def start(self, reply_topics: Iterable[str]) -> None:
+        """Connect, and be positioned at the end of every reply topic before returning."""
+        topics = sorted(set(reply_topics))
+        await ensure_topics(self.connection, topics)
+        self._producer = AIOKafkaProducer(
+            **self.connection.options(),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=0,
+        )
+        self._consumer = AIOKafkaConsumer(
+            **self.connection.options(),
+            group_id=None,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=20,
+            auto_offset_reset="latest",
+        )
+        await self._producer.start()
+        await self._consumer.start()
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(self._consumer.partitions_for_topic(topic) or await self._fetch(topic))
+        ]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        for tp in partitions:  # resolve positions now, so no reply sent after this is missed
+            await self._consumer.position(tp)
+        self._reader = asyncio.create_task(self._read_replies(), name="mbs-replies")
+
+    async def _fetch(self, topic: str) -> set[int]:
+        assert self._consumer is not None
+        for _ in range(50):
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(topic)
+            if parts:
+                return set(parts)
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"reply topic {topic} has no partitions")
+
+    async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        for future in self._pending.values():
+            future.cancel()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def request(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        timeout_s: float,
+        key: bytes | None = None,
+        extra_headers: dict[str, str] | None = None,
+        reply_from: str | None = None,
+    ) -> Reply:
+        """Send one request and wait for its reply; `TimeoutError` when none comes in time.
+        With `reply_from`, only a reply on that topic (the provider's own) is accepted."""
+        assert self._producer is not None, "call start() first"
+        correlation_id = uuid.uuid4().hex
+        deadline_ms = int((time.time() + timeout_s) * 1000)
+        hdrs = {
+            h.MESSAGE_ID: uuid.uuid4().hex,
+            h.CORRELATION_ID: correlation_id,
+            h.CALLER: self.caller,
+            h.DEADLINE: str(deadline_ms),
+            **(extra_headers or {}),
+        }
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[correlation_id] = future
+        self._sent_at[correlation_id] = time.perf_counter()
+        if reply_from is not None:
+            self._expected[correlation_id] = reply_from
+        try:
+            await self._producer.send_and_wait(
+                topic,
+                payload,
+                key=key,
+                headers=[(k, v.encode()) for k, v in hdrs.items()],
+            )
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._pending.pop(correlation_id, None)
+            self._sent_at.pop(correlation_id, None)
+            self._expected.pop(correlation_id, None)
+
+    async def _read_replies(self) -> None:
+        assert self._consumer is not None
+        async for record in self._consumer:
+            hdrs = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+            correlation_id = hdrs.get(h.CORRELATION_ID, "")
+            future = self._pending.get(correlation_id)
+            if future is None or future.done():
+                continue  # another instance's reply, or one that came after its timeout
+            expected = self._expected.get(correlation_id)
+            if expected is not None and record.topic != expected:
+                log.warning(
+                    "reply %s on %s ignored: only %s may answer it",
+                    correlation_id,
+                    record.topic,
+                    expected,
+                )
+                continue
+            latency_ms = (time.perf_counter() - self._sent_at[correlation_id]) * 1000
+            future.set_result(Reply(body=record.value or b"", headers=hdrs, latency_ms=latency_ms))

@@ -1,0 +1,264 @@
+"""The whole path of one request message through a unit (the kit's side of a handler).
+
+The rule partners and the gateway rely on: the answer to a message id is final once given
+(ok, a business error, or `deadline_exceeded`); a repeat of the message id, on any instance,
+before or after a restart, gets the same answer and never runs the handler again; a request
+whose deadline passed before it was started is never done. So the check for a remembered
+answer, the deadline check, the handler's writes and the remembered reply share one
+transaction of the unit's store, and the reply is sent only after it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from decimal import Decimal
+
+from faststream.exceptions import NackMessage
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import BaseModel, ValidationError
+
+from mbs import wire as h
+from mbs.errors import BusinessError, ContractViolation
+from mbs.telemetry.meter import UnitMeter
+from mbs.unit.binding import Binding, RetryPolicy
+from mbs.unit.context import serving_dry_run
+from mbs.unit.state import StoredReply, Transaction, UnitStore
+
+log = logging.getLogger("mbs.unit")
+MAX_MESSAGE_BYTES = 1_000_000
+REDELIVERY_PAUSE_S = 0.5
+REQUIRED_HEADERS = (h.MESSAGE_ID, h.CORRELATION_ID)
+_PASSTHROUGH = (h.JOURNEY_ID, h.JOURNEY, h.STEP, h.ATTEMPT, h.TRACEPARENT, h.SHADOW)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply ready to send, and what it means for the unit's metrics."""
+
+    reply: StoredReply
+    outcome: str
+    cost: Decimal = Decimal(0)
+    price: Decimal = Decimal(0)
+    handler_s: float | None = None
+    replayed: bool = False
+
+
+class Server:
+    """Serves one binding of one unit."""
+
+    def __init__(
+        self,
+        unit: str,
+        binding: Binding,
+        retry: RetryPolicy,
+        broker: KafkaBroker,
+        store: UnitStore,
+    ) -> None:
+        self.unit = unit
+        self.contract = binding.contract
+        self.handler = binding.handler
+        self.retry = retry
+        self.broker = broker
+        self.store = store
+        self.meter = UnitMeter(unit, self.contract)
+
+    async def on_message(self, msg: KafkaMessage) -> None:
+        raw: bytes = msg.body
+        hdrs = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+        try:
+            request = self._parse(raw, hdrs)
+        except ContractViolation as bad:
+            await self._reject(raw, hdrs, bad)
+            return
+        if hdrs.get(h.SHADOW) == "1":
+            await self._shadow(raw, hdrs, request)
+            return
+        answer = await self._attempt(raw, hdrs, request, shadow=False)
+        if answer is not None:
+            await self._send_final(answer, hdrs)
+
+    def _parse(self, raw: bytes, hdrs: dict[str, str]) -> BaseModel:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise ContractViolation("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+        missing = [name for name in REQUIRED_HEADERS if not hdrs.get(name)]
+        if missing:
+            raise ContractViolation("missing_header", f"required headers missing: {missing}")
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ContractViolation("not_json", str(exc)) from exc
+        try:
+            return self.contract.request_model.model_validate(data)
+        except ValidationError as exc:
+            raise ContractViolation("schema_invalid", _errors(exc)) from exc
+
+    async def _reject(self, raw: bytes, hdrs: dict[str, str], bad: ContractViolation) -> None:
+        await self._dead_letter(raw, hdrs, bad.reason, bad.detail)
+        if hdrs.get(h.CORRELATION_ID):  # tell a waiting caller now, not at its timeout
+            await self._error(hdrs, "invalid_request", str(bad), "invalid")
+        else:
+            self.meter.counted("invalid")
+
+    async def _shadow(self, raw: bytes, hdrs: dict[str, str], request: BaseModel) -> None:
+        """A dry run: the handler runs in a transaction that is rolled back, never remembered."""
+        if _expired(hdrs):
+            await self._error(hdrs, "deadline_exceeded", _late(hdrs), "failed")
+            return
+        if not self.contract.supports_dry_run:
+            detail = f"{self.contract.capability} declares no dry run"
+            await self._error(hdrs, "dry_run_unsupported", detail, "shadow")
+            return
+        with serving_dry_run():
+            answer = await self._attempt(raw, hdrs, request, shadow=True)
+        if answer is not None:
+            self._account(answer, hdrs)
+            await self._publish(answer.reply.body, dict(answer.reply.headers), hdrs)
+
+    async def _attempt(
+        self, raw: bytes, hdrs: dict[str, str], request: BaseModel, *, shadow: bool
+    ) -> Answer | None:
+        """The answer, committed; a technical failure rolls back and is retried, then
+        dead-lettered and answered `unit_failed`, which is not remembered (a re-send runs)."""
+        policy = self.retry
+        for attempt in range(1, policy.attempts + 1):
+            try:
+                async with self.store.transaction(rollback_only=shadow) as tx:
+                    return await self._decide(tx, hdrs, request, shadow=shadow)
+            except Exception as exc:
+                log.warning("%s attempt %d failed: %r", self.contract.capability, attempt, exc)
+                if attempt < policy.attempts:
+                    await asyncio.sleep(policy.backoff.delay(attempt))
+                    continue
+                await self._dead_letter(raw, hdrs, "handler_failed", repr(exc))
+                await self._error(hdrs, "unit_failed", repr(exc), "failed")
+        return None
+
+    async def _decide(
+        self, tx: Transaction, hdrs: dict[str, str], request: BaseModel, *, shadow: bool
+    ) -> Answer:
+        if shadow:
+            return await self._run(hdrs, request, outcome="shadow")
+        message_id = hdrs[h.MESSAGE_ID]
+        remembered = tx.reply(message_id)
+        if remembered is not None:  # a repeat: the same answer, no second side effect
+            return Answer(remembered, "replayed", replayed=True)
+        if _expired(hdrs):  # never started, never done: that is the final answer
+            answer = self._answer(hdrs, None, "failed", error=("deadline_exceeded", _late(hdrs)))
+        else:
+            answer = await self._run(hdrs, request, outcome="ok")
+        answer.reply.headers[h.REQUEST_ID] = message_id  # says: this answer is final
+        tx.remember(message_id, answer.reply)
+        return answer
+
+    async def _run(self, hdrs: dict[str, str], request: BaseModel, *, outcome: str) -> Answer:
+        started_cpu, started = time.process_time(), time.perf_counter()
+        try:
+            reply = await self.handler(request)
+        except BusinessError as err:
+            failed = "business_error" if outcome == "ok" else outcome
+            elapsed = time.perf_counter() - started
+            return self._answer(hdrs, None, failed, error=(err.code, err.detail), seconds=elapsed)
+        elapsed, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
+        return self._answer(hdrs, reply, outcome, cpu_s=cpu_s, seconds=elapsed)
+
+    def _answer(
+        self,
+        hdrs: dict[str, str],
+        reply: BaseModel | None,
+        outcome: str,
+        *,
+        error: tuple[str, str] | None = None,
+        cpu_s: float = 0.0,
+        seconds: float | None = None,
+    ) -> Answer:
+        """The reply's body and headers, with cost and price from the contract."""
+        pricing = self.contract.pricing
+        cost = pricing.cost_per_call + pricing.cost_per_cpu_second * Decimal(f"{cpu_s:.6f}")
+        shadow = hdrs.get(h.SHADOW) == "1"
+        price = pricing.price_per_call if error is None and not shadow else Decimal(0)
+        out = {
+            h.MESSAGE_ID: uuid.uuid4().hex,
+            h.CORRELATION_ID: hdrs.get(h.CORRELATION_ID, ""),
+            h.UNIT: self.unit,
+            h.COST: f"{cost:.6f}",
+            h.PRICE: f"{price:.6f}",
+            h.HANDLER_MS: f"{(seconds or 0.0) * 1000:.3f}",
+        }
+        if error is not None:
+            out[h.ERROR], out[h.ERROR_DETAIL] = error[0], error[1][:500]
+        body = b"{}" if reply is None else reply.model_dump_json().encode()
+        return Answer(StoredReply(body, out), outcome, cost, price, seconds)
+
+    async def _send_final(self, answer: Answer, hdrs: dict[str, str]) -> None:
+        """Send a committed answer. If that fails, the request is not acknowledged: Kafka
+        redelivers it, and the redelivery is answered from the store, the handler not rerun."""
+        if not answer.replayed:
+            self._account(answer, hdrs)
+        out = {**answer.reply.headers, h.CORRELATION_ID: hdrs[h.CORRELATION_ID]}
+        try:
+            await self._publish(answer.reply.body, out, hdrs)
+        except Exception as exc:
+            log.warning(
+                "%s: reply to %s not sent (%r); it is sent again on redelivery",
+                self.contract.capability,
+                hdrs[h.MESSAGE_ID],
+                exc,
+            )
+            await asyncio.sleep(REDELIVERY_PAUSE_S)
+            raise NackMessage from exc
+
+    async def _error(self, hdrs: dict[str, str], code: str, detail: str, outcome: str) -> None:
+        """An answer that is not final and not remembered (invalid, failed, refused dry run)."""
+        answer = self._answer(hdrs, None, outcome, error=(code, detail))
+        self._account(answer, hdrs)
+        await self._publish(answer.reply.body, answer.reply.headers, hdrs)
+
+    def _account(self, answer: Answer, hdrs: dict[str, str]) -> None:
+        """Report an answer to the unit's meter, once it is committed."""
+        self.meter.answered(
+            answer.outcome,
+            cost=answer.cost,
+            price=answer.price,
+            handler_s=answer.handler_s,
+            error=answer.reply.headers.get(h.ERROR),
+            shadow=hdrs.get(h.SHADOW) == "1",
+        )
+
+    async def _publish(self, body: bytes, out: dict[str, str], hdrs: dict[str, str]) -> None:
+        for name in _PASSTHROUGH:
+            if name in hdrs:
+                out[name] = hdrs[name]
+        await self.broker.publish(body, self.contract.reply_topic, key=_key(hdrs), headers=out)
+
+    async def _dead_letter(
+        self, raw: bytes, hdrs: dict[str, str], reason: str, detail: str
+    ) -> None:
+        log.warning("%s -> DLQ (%s): %s", self.contract.capability, reason, detail)
+        self.meter.dead_lettered(reason)
+        out = {**hdrs, h.ERROR: reason, h.ERROR_DETAIL: detail[:1000], h.UNIT: self.unit}
+        await self.broker.publish(raw, self.contract.dlq_topic, key=_key(hdrs), headers=out)
+
+
+def _expired(hdrs: dict[str, str]) -> bool:
+    deadline = hdrs.get(h.DEADLINE, "")
+    return deadline.isdigit() and int(deadline) < time.time() * 1000
+
+
+def _late(hdrs: dict[str, str]) -> str:
+    return f"deadline {hdrs.get(h.DEADLINE)} passed before the request was started"
+
+
+def _key(hdrs: dict[str, str]) -> bytes | None:
+    journey = hdrs.get(h.JOURNEY_ID)
+    return journey.encode() if journey else None
+
+
+def _errors(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+    )
