@@ -29,6 +29,7 @@ from mbs.kafka import Reply
 # the reply lost (done, never heard of); the gateway dies right after the unit did it.
 FAULTS = ("ok", "business", "retryable", "failed", "late", "lost_reply", "crash_after")
 TIMEOUT_S = 1.0
+RESTART_S = 2.0  # a gateway restarts in longer than a step waits
 
 
 class Crash(BaseException):
@@ -263,6 +264,7 @@ async def live_through(
             await engine.run(definition, run)
         except Crash:
             await _bury(asyncio.current_task())
+            world.now_ms += RESTART_S * 1000  # the new gateway is up after calls' deadlines
     world.settle_queues()
     return world.last_saved()
 

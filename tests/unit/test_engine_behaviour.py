@@ -132,12 +132,17 @@ def test_an_undo_that_keeps_failing_is_parked_not_reported_compensated() -> None
 
 def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> None:
     fastest = {"policy": "fastest", "units": ["c0", "p0"], "failover": True}
+    # the gateway dies sending to c0; restarted past that call's deadline, it settles it
+    # (c0 refuses it: never started), which is not an attempt; c0 then declines, p0 serves
     world, definition = _world(
-        [_step(0, effects=True, providers=fastest)], ["business", "ok"], crashes=frozenset({2})
+        [_step(0, effects=True, providers=fastest)],
+        ["ok", "business", "ok"],
+        crashes=frozenset({2}),
     )
     run = _run(world, definition)
     assert run.steps[0].providers == ["c0", "p0"]
-    assert [c.unit for c in run.steps[0].calls] == ["c0", "p0"]
+    calls = [(c.unit, c.outcome) for c in run.steps[0].calls]
+    assert calls == [("c0", "interrupted"), ("c0", "business_error"), ("p0", "ok")]
 
 
 def test_a_silent_provider_does_not_hold_the_caller_its_call_is_settled_after() -> None:
