@@ -30,7 +30,9 @@ from mbs.kafka.rpc import Reply
 from mbs.telemetry import tracing
 
 Save = Callable[[JourneyRun], Awaitable[object]]
-SETTLE_WINDOW_S = 1.0  # how long a timed-out call is given to show it was done after all
+# How long the engine waits for a settle when it only wants to know quickly (a failed run's
+# cancelled calls); within a step, a timed-out call gets as long again as the step waits.
+SETTLE_WINDOW_S = 1.0
 
 
 class Caller:
@@ -118,8 +120,11 @@ class Caller:
             await self.clock.sleep(Backoff(spec.retry.backoff_ms / 1000).delay(tried))
 
     def _window(self, spec: StepDefinition, run: JourneyRun) -> float:
+        """A call that timed out gets as long again to show it was done after all: under a
+        backlog the re-ask queues behind the original, and moving on too early makes a second
+        side effect (undone later, but money moved twice)."""
         remaining = (run.deadline_ms - self.clock.now_ms()) / 1000
-        return max(0.0, min(spec.timeout or self.timeout_s, remaining, SETTLE_WINDOW_S))
+        return max(0.0, min(spec.timeout or self.timeout_s, remaining))
 
     async def _attempt(
         self,
