@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 from opentelemetry.trace import SpanKind
 
+from gateway import replies
 from gateway.calls import outcome_of
 from gateway.definition import StepDefinition
 from gateway.models import Call, JourneyRun, ShadowResult, StepError, StepRun
@@ -29,6 +31,7 @@ from mbs.contract import Contract
 from mbs.kafka.rpc import Reply
 from mbs.telemetry import tracing
 
+log = logging.getLogger("mbs.gateway.caller")
 Save = Callable[[JourneyRun], Awaitable[object]]
 # How long the engine waits for a settle when it only wants to know quickly (a failed run's
 # cancelled calls); within a step, a timed-out call gets as long again as the step waits.
@@ -172,7 +175,7 @@ class Caller:
         except TimeoutError:
             return False
         self._record(contract, call, reply, run)
-        return True
+        return call.effect != "unknown"  # a reply that breaks the contract settles nothing
 
     async def undo(
         self,
@@ -217,8 +220,20 @@ class Caller:
             self.observer.call_answered(run, contract, call, None)
             return
         call.latency_ms = round(reply.latency_ms, 3)
-        call.cost, call.price, call.error = reply.cost, reply.price, reply.error
-        call.detail, call.handler_ms = reply.error_detail, reply.handler_ms
+        checked = replies.check(contract, reply)
+        if isinstance(checked, str):  # the provider's technical failure; done or not, unknown
+            log.warning("reply to %s from %s refused: %s", call.message_id, call.unit, checked)
+            call.outcome, call.error, call.detail = "failed", replies.INVALID_REPLY, checked
+            call.cost = call.price = Decimal(0)
+            self.observer.call_answered(run, contract, call, reply)
+            if effects and contract.side_effects and call.effect == "none":
+                call.effect = "unknown"
+            return
+        call.cost, call.price, call.error = checked.cost, checked.price, reply.error
+        call.detail = reply.error_detail or checked.note
+        call.handler_ms = reply.handler_ms
+        if checked.note:
+            log.warning("reply to %s: %s; billed the contract's", call.message_id, checked.note)
         call.outcome = outcome_of(contract, reply)
         self.observer.call_answered(run, contract, call, reply)
         if not effects:
@@ -226,7 +241,7 @@ class Caller:
         if contract.side_effects and call.effect in ("none", "unknown"):
             call.effect = "done" if call.outcome == "ok" else "none"
         if call.outcome == "ok":
-            call.output = _body(reply)
+            call.output = checked.body
             if call.effect == "done" and call.done_seq is None:
                 call.done_seq = 1 + max(
                     (c.done_seq or 0 for s in run.steps for c in s.calls), default=0

@@ -63,6 +63,11 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
         "        units = step.providers if spec.providers.failover else step.providers[:1]\n",
         "        units = step.providers[:1]\n",
     ),
+    "the price billed is the header's, not the contract's": (
+        "gateway/replies.py",
+        "    price = contract.pricing.price_per_call\n",
+        "    price = stated\n",
+    ),
     "retries broken (one attempt per provider)": (
         "gateway/caller.py",
         "            if contract is not None and len(tried) < spec.retry.attempts:\n",

@@ -26,8 +26,19 @@ from mbs.kafka import Reply
 
 # What may happen to one request: served; a declared business error; a retryable one; a
 # technical failure (not remembered); the unit too slow (queued, served after its deadline);
-# the reply lost (done, never heard of); the gateway dies right after the unit did it.
-FAULTS = ("ok", "business", "retryable", "failed", "late", "lost_reply", "crash_after")
+# the reply lost (done, never heard of); the gateway dies right after the unit did it; a buggy
+# provider that does the work and answers garbage (not JSON) or bills more than its contract.
+FAULTS = (
+    "ok",
+    "business",
+    "retryable",
+    "failed",
+    "late",
+    "lost_reply",
+    "crash_after",
+    "garbage",
+    "overprice",
+)
 TIMEOUT_S = 1.0
 RESTART_S = 2.0  # a gateway restarts in longer than a step waits
 
@@ -77,6 +88,8 @@ class Answer:
     body: dict[str, Any]
     error: str | None
     price: Decimal
+    raw: bytes | None = None  # what a buggy provider sends instead of the body
+    stated_price: Decimal | None = None  # what a greedy provider writes in mbs-price
 
 
 @dataclass
@@ -111,7 +124,12 @@ class FakeUnit:
             effect = Effect(f"e{len(self.world.effects) + 1}", self.name, mid)
             self.world.effects[effect.effect_id] = effect
             body["effect_id"] = effect.effect_id
-        return self._final(mid, Answer(body, None, contract.pricing.price_per_call))
+        answer = Answer(body, None, contract.pricing.price_per_call)
+        if fault == "garbage":
+            answer.raw = b"<html>502 Bad Gateway</html>"
+        elif fault == "overprice":
+            answer.stated_price = Decimal("999999")
+        return self._final(mid, answer)
 
     def _undo(self, contract: Contract, outgoing: Outgoing) -> Answer:
         effect = self.world.effects.get(str(outgoing.payload.get("effect_id")))
@@ -224,7 +242,10 @@ def _reply(contract: Contract, answer: Answer) -> Reply:
     if answer.error is not None:
         headers[h.ERROR] = answer.error
         headers[h.ERROR_DETAIL] = f"{answer.error} (simulated)"
-    return Reply(body=json.dumps(answer.body).encode(), headers=headers, latency_ms=1.0)
+    if answer.stated_price is not None:
+        headers[h.PRICE] = f"{answer.stated_price:.6f}"
+    body = answer.raw if answer.raw is not None else json.dumps(answer.body).encode()
+    return Reply(body=body, headers=headers, latency_ms=1.0)
 
 
 @dataclass
@@ -277,7 +298,9 @@ async def _bury(me: asyncio.Task[Any] | None) -> None:
     await asyncio.gather(*others, return_exceptions=True)
 
 
-def check_invariants(world: World, definition: JourneyDefinition, run: JourneyRun) -> None:
+def check_invariants(  # noqa: PLR0912 (one list of promises reads best as one function)
+    world: World, definition: JourneyDefinition, run: JourneyRun
+) -> None:
     """What the platform promises about money, whatever happened on the way."""
     assert run.finished, f"run ended {run.status}"
     calls = {c.message_id: c for s in run.steps for c in s.calls}
@@ -286,7 +309,7 @@ def check_invariants(world: World, definition: JourneyDefinition, run: JourneyRu
     for effect in world.effects.values():
         call = calls.get(effect.message_id)
         assert call is not None, f"side effect {effect} was never recorded in the run"
-        used = run.status == "completed" and call.used
+        used = run.error is None and call.used  # completed (then maybe parked for another)
         parked = run.status == "compensation_failed" and effect.message_id in run.parked
         if used:
             assert effect.undone == 0, f"{effect} was used by the completed run yet undone"
@@ -314,7 +337,9 @@ def check_invariants(world: World, definition: JourneyDefinition, run: JourneyRu
     assert len(ids) == len(set(ids)), "a message id was used for two calls"
     for call in [*calls.values(), *undos]:
         answer = world.answered.get(call.message_id)
-        if answer is not None and call.outcome not in ("timeout", "pending", "interrupted"):
+        if call.error == "invalid_reply":
+            assert call.price == 0, f"{call.message_id}: a reply breaking the contract billed"
+        elif answer is not None and call.outcome not in ("timeout", "pending", "interrupted"):
             assert call.price == answer.price, f"{call.message_id} billed {call.price}"
     assert run.bill is not None
     billed = sum((c.price for c in [*calls.values(), *undos]), Decimal(0))

@@ -155,3 +155,33 @@ def test_a_silent_provider_does_not_hold_the_caller_its_call_is_settled_after() 
     assert not run.unsettled
     assert run.steps[0].calls[0].effect == "none", "c0 refused its request: past its deadline"
     assert [e.unit for e in world.effects.values()] == ["p0"]
+
+
+def test_a_reply_that_breaks_the_contract_is_the_providers_failure_billed_nothing() -> None:
+    step = _step(0, effects=False, retry={"attempts": 2, "backoff_ms": 10})
+    world, definition = _world([step], ["garbage", "ok"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    first, second = run.steps[0].calls
+    assert (first.outcome, first.error, first.price) == ("failed", "invalid_reply", 0)
+    assert "not JSON" in first.detail
+    assert second.outcome == "ok"
+
+
+def test_the_price_billed_is_the_contracts_whatever_the_header_says() -> None:
+    world, definition = _world([_step(0, effects=False)], ["overprice"])
+    run = _run(world, definition)
+    call = run.steps[0].calls[0]
+    assert str(call.price) == "0.010"
+    assert "differs from the contract's" in call.detail
+    assert run.bill is not None
+    assert str(run.bill.total_price) == "0.010"
+
+
+def test_a_side_effect_answered_with_garbage_is_parked_never_assumed() -> None:
+    step = _step(0, effects=True, retry={"attempts": 2, "backoff_ms": 10})
+    world, definition = _world([step], ["garbage", "ok"])
+    run = _run(world, definition)
+    assert run.status == "compensation_failed", "was the first charge done? nobody can say"
+    assert run.output is not None, "the journey itself completed on the second attempt"
+    assert run.parked == [f"{run.run_id}:s0:c0:1"]
