@@ -31,16 +31,15 @@ from mbs.telemetry import tracing
 _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
+UNDO_BACKOFF = Backoff(first_s=0.2, max_s=5.0)
+
+
 @dataclass(frozen=True)
 class UndoPolicy:
     """How long a side effect of a failed run is pursued before it is parked."""
 
     attempts: int = 6
-    first_backoff_s: float = 0.2
-    max_backoff_s: float = 5.0
-
-    def backoff(self, attempt: int) -> float:
-        return Backoff(self.first_backoff_s, self.max_backoff_s).delay(attempt)
+    backoff: Backoff = UNDO_BACKOFF
 
 
 class JourneyEngine:
@@ -207,7 +206,7 @@ class JourneyEngine:
             if await self.caller.settle(run, step.id, call, payload, wait):
                 return True
             if attempt < tries:
-                await self.clock.sleep(self.undo_policy.backoff(attempt))
+                await self.clock.sleep(self.undo_policy.backoff.delay(attempt))
         return False
 
     async def _undo(
@@ -224,7 +223,7 @@ class JourneyEngine:
         for attempt in range(1, self.undo_policy.attempts + 1):
             if await self.caller.undo(undo, run, step.id, call, payload, self.save):
                 break
-            await self.clock.sleep(self.undo_policy.backoff(attempt))
+            await self.clock.sleep(self.undo_policy.backoff.delay(attempt))
         if call.used:
             step.compensation = call.undos[-1] if call.undos else None
         return call.effect == "undone"

@@ -4,7 +4,6 @@ contract's, never a header's (a unit cannot bill what its contract does not say)
 
 from __future__ import annotations
 
-import functools
 import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -43,9 +42,7 @@ def check(contract: Contract, reply: Reply) -> Checked | str:
         body = json.loads(reply.body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return f"reply is not JSON: {exc}"
-    problems = sorted(
-        _validator(json.dumps(contract.reply, sort_keys=True)).iter_errors(body), key=str
-    )
+    problems = sorted(_validator(contract).iter_errors(body), key=str)
     if problems:
         where = "/".join(str(p) for p in problems[0].absolute_path) or "<root>"
         return f"reply breaks the contract at {where}: {problems[0].message[:200]}"
@@ -62,6 +59,13 @@ def _money(text: str) -> Decimal | None:
     return value if value.is_finite() and value >= 0 else None
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema))
+_VALIDATORS: dict[tuple[str, str], Draft202012Validator] = {}
+
+
+def _validator(contract: Contract) -> Draft202012Validator:
+    """Built once per provider and version, not per reply (this is the hot path)."""
+    key = (contract.key, contract.unit)
+    found = _VALIDATORS.get(key)
+    if found is None:
+        found = _VALIDATORS[key] = Draft202012Validator(contract.reply)
+    return found

@@ -22,6 +22,7 @@ from gateway.models import JourneyRun
 from gateway.transport import Outgoing
 from mbs import Contract, DeclaredError, Pricing, Sla
 from mbs import wire as h
+from mbs.backoff import Backoff
 from mbs.kafka import Reply
 
 # What may happen to one request: served; a declared business error; a retryable one; a
@@ -178,7 +179,7 @@ class World:
             lambda run: self.save(run, gen),
             default_timeout_s=TIMEOUT_S,
             clock=_Clock(self),
-            undo_policy=UndoPolicy(attempts=4, first_backoff_s=0.2, max_backoff_s=1.0),
+            undo_policy=UndoPolicy(attempts=4, backoff=Backoff(first_s=0.2, max_s=1.0)),
         )
 
     def _op(self, gen: int) -> None:
