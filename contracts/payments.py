@@ -19,7 +19,9 @@ class ChargeRequest(BaseModel):
     customer_id: str = Field(min_length=1, max_length=64)
     amount: PositiveMoney
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    card_token: str = Field(min_length=4, max_length=64)
+    card_token: str = Field(
+        min_length=4, max_length=64, json_schema_extra={"writeOnly": True}
+    )  # a secret: the platform sends it to the unit, never keeps or returns it
 
 
 class Charge(BaseModel):
@@ -69,7 +71,7 @@ def charge_contract(
         owner=owner,
         kind=kind,
         capability="payments.charge",
-        version="2.0.0",  # 2: money became a decimal string (mbs.contract.money)
+        version="2.1.0",  # 2: money a decimal string; 2.1: card_token writeOnly (secret)
         description="Charge a customer's card for an order; undone by payments.refund.",
         request=ChargeRequest,
         reply=Charge,

@@ -13,10 +13,12 @@ from gateway.engine import JourneyEngine, UndoPolicy
 from gateway.executor import Executor
 from gateway.observers import PrometheusObserver
 from gateway.runlog import RunLog
+from gateway.secrets import Vault
 from gateway.transport import KafkaTransport
 from mbs import wire as h
 from mbs.contract import Certifications, Registry
 from mbs.kafka import Connection, Requester
+from mbs.kafka.health import BrokerWatch
 from mbs.settings import Settings
 
 log = logging.getLogger("mbs.gateway")
@@ -31,8 +33,11 @@ class Gateway:
         connection = Connection.from_settings(settings)
         self.registry = Registry(connection, client="gateway", topic=settings.contracts_topic)
         self.certifications = Certifications(connection, settings.certifications_topic)
-        self.definition_store = DefinitionStore(connection, settings.definitions_topic)
+        self.definition_store = DefinitionStore(
+            connection, settings.definitions_topic, self.catalog
+        )
         self.requester = Requester(connection, caller="gateway")
+        self.broker = BrokerWatch(connection)
         self.runlog = RunLog(connection, settings.journeys_topic, settings.gateway_group)
         self.engine = JourneyEngine(
             KafkaTransport(self.requester),
@@ -41,11 +46,26 @@ class Gateway:
             default_timeout_s=settings.request_timeout,
             undo_policy=UndoPolicy(attempts=settings.undo_attempts),
             observers=[PrometheusObserver()],
+            record_limit=settings.max_record_bytes,
+            vault=Vault.from_settings(settings),
         )
         self.executor = Executor(self.engine, self.runlog, self.definition_store.versions)
-        self.ready = False
+        self.started = False
+
+    def readiness(self) -> dict[str, bool]:
+        """What `/readyz` checks: each must hold for the gateway to take traffic."""
+        return {
+            "started": self.started,
+            "kafka_reachable": self.broker.reachable,
+            "journeys_replayed": self.executor.caught_up and self.runlog.caught_up,
+        }
+
+    @property
+    def ready(self) -> bool:
+        return all(self.readiness().values())
 
     async def start(self) -> None:
+        await self.broker.start()
         view = await self.registry.sync()
         self.catalog.update(view.current())
         shipped = load_all(self.catalog, self.settings.journeys_dir or JOURNEYS_DIR)
@@ -59,14 +79,15 @@ class Gateway:
         if self.settings.require_certification:
             await self.certifications.table.follow()  # kept current as partners certify
             self.catalog.certified = self.certifications.records
-        self.ready = True
+        self.started = True
         log.info("gateway ready: journeys %s", ", ".join(self.definition_store.names()))
 
     async def stop(self) -> None:
-        self.ready = False
+        self.started = False
         await self.certifications.table.stop()
         await self.executor.stop()
         await self.engine.stop()
         await self.runlog.stop()
         await self.requester.stop()
         await self.definition_store.stop()
+        await self.broker.stop()

@@ -49,6 +49,7 @@ class Caller:
         observer: JourneyObserver,
         *,
         timeout_s: float,
+        record_limit: int = 1_000_000,
     ) -> None:
         self.transport = transport
         self.clock = clock
@@ -56,6 +57,7 @@ class Caller:
         self.catalog = chooser.catalog
         self.observer = observer
         self.timeout_s = timeout_s
+        self.record_limit = record_limit  # MBS_MAX_RECORD_BYTES: what a run's record may take
         self._shadows: set[asyncio.Task[None]] = set()
 
     async def serve(
@@ -83,6 +85,13 @@ class Caller:
             detail=f"no live provider of {spec.capability} (a partner needs certification: "
             "`mbs contracts verify`)",
         )
+        answered = [c for c in step.calls if c.outcome not in ("pending", "interrupted")]
+        if answered:  # an earlier life of the run already heard why (a resumed run)
+            last = StepError(
+                step=spec.id,
+                code=answered[-1].error or answered[-1].outcome,
+                detail=answered[-1].detail,
+            )
         while (contract := self._next(spec, step)) is not None:
             await self._backoff(spec, step, contract.unit)
             call = await self._attempt(contract, spec, run, step, payload, save)
@@ -220,7 +229,8 @@ class Caller:
             self.observer.call_answered(run, contract, call, None)
             return
         call.latency_ms = round(reply.latency_ms, 3)
-        checked = replies.check(contract, reply)
+        room = replies.reply_room(self.record_limit, len(run.steps))
+        checked = replies.check(contract, reply, room if effects else None)
         if isinstance(checked, str):  # the provider's technical failure; done or not, unknown
             log.warning("reply to %s from %s refused: %s", call.message_id, call.unit, checked)
             call.outcome, call.error, call.detail = "failed", replies.INVALID_REPLY, checked
@@ -231,7 +241,7 @@ class Caller:
             return
         call.cost, call.price, call.error = checked.cost, checked.price, reply.error
         call.detail = reply.error_detail or checked.note
-        call.handler_ms = reply.handler_ms
+        call.handler_ms = checked.handler_ms
         if checked.note:
             log.warning("reply to %s: %s; billed the contract's", call.message_id, checked.note)
         call.outcome = outcome_of(contract, reply)
@@ -322,9 +332,10 @@ class Caller:
             except TimeoutError:
                 reply = None
             span.set_attribute("mbs.outcome", "timeout" if reply is None else reply.error or "ok")
-            if reply is not None:
-                span.set_attribute("mbs.cost", float(reply.cost))
-                span.set_attribute("mbs.price", float(reply.price))
+            amounts = replies.money(reply) if reply is not None else None
+            if amounts is not None:  # a broken reply is judged by `replies.check`, not here
+                span.set_attribute("mbs.cost", float(amounts[0]))
+                span.set_attribute("mbs.price", float(amounts[1]))
         return reply
 
     async def _shadow(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import operator
 from collections.abc import Callable
 from decimal import Decimal
@@ -9,7 +10,8 @@ from typing import Any
 
 from gateway.catalog import Catalog
 from gateway.definition import Condition, parse_ref
-from gateway.models import Bill, JourneyRun, StepLine, UnitLine
+from gateway.models import REDACTED, Bill, JourneyRun, StepLine, UnitLine, rewrite
+from gateway.secrets import Vault
 from mbs.contract import Contract
 from mbs.kafka.rpc import Reply
 
@@ -36,9 +38,15 @@ def lookup(source: Any, path: list[str]) -> Any:
 
 
 def resolve(
-    mapping: dict[str, Any], run: JourneyRun, own: dict[str, Any] | None = None
+    mapping: dict[str, Any],
+    run: JourneyRun,
+    own: dict[str, Any] | None = None,
+    *,
+    vault: Vault | None = None,
 ) -> dict[str, Any]:
-    """Fill a step's input from the journey input, earlier outputs and (compensation) $self."""
+    """Fill a step's input from the journey input, earlier outputs and (compensation) $self.
+    A secret input field is decrypted with `vault`, given only where a request body for a
+    unit is built; without it the field reads `***` (the journey's output)."""
     scope = {
         "input": run.input,
         "self": own or {},
@@ -47,9 +55,34 @@ def resolve(
     out: dict[str, Any] = {}
     for field, value in mapping.items():
         ref = parse_ref(value)
-        found = value if ref is None else lookup(scope[ref[0]], ref[1])
+        if ref is None:
+            found = value
+        elif ref[0] == "input" and run.secrets:
+            found = _input(run, ref[1], vault)
+        else:
+            found = lookup(scope[ref[0]], ref[1])
         out[field] = None if found is MISSING else found
     return out
+
+
+def _input(run: JourneyRun, path: list[str], vault: Vault | None) -> Any:
+    """An input field, the secrets in (or around) it opened by `vault`, else masked."""
+    dotted = ".".join(path)
+    touched = [s for s in run.secrets if _overlap(s, dotted)]
+    if not touched:
+        return lookup(run.input, path)
+    data = copy.deepcopy(run.input)
+    for secret in touched:
+
+        def reveal(value: Any, secret: str = secret) -> Any:
+            return REDACTED if vault is None else vault.open(run, secret, value)
+
+        rewrite(data, secret, reveal)
+    return lookup(data, path)
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(f"{b}.") or b.startswith(f"{a}.")
 
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {

@@ -10,24 +10,27 @@ parked (`compensation_failed`) for an operator, never reported as compensated.""
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gateway import calls
+from gateway import calls, inputs
 from gateway.caller import SETTLE_WINDOW_S, Caller, Save
 from gateway.catalog import Catalog
 from gateway.definition import JourneyDefinition, StepDefinition, parse_ref
-from gateway.models import Call, JourneyRun, RunStatus, StepRun
+from gateway.models import Call, JourneyRun, RunStatus, StepError, StepRun
 from gateway.observers import JourneyObserver, Observers, ProviderLatency
 from gateway.policy import ProviderChooser
 from gateway.scorecard import Scorecard
+from gateway.secrets import SecretUnavailable, Vault, secret_inputs
 from gateway.transport import Clock, SystemClock, Transport
 from mbs.backoff import Backoff
 from mbs.errors import JourneyInputError
 from mbs.telemetry import tracing
 
+log = logging.getLogger("mbs.gateway.engine")
 _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
@@ -55,15 +58,23 @@ class JourneyEngine:
         clock: Clock | None = None,
         undo_policy: UndoPolicy | None = None,
         observers: Sequence[JourneyObserver] = (),
+        record_limit: int = 1_000_000,
+        vault: Vault | None = None,
     ) -> None:
         self.catalog = catalog
+        self.vault = vault or Vault.from_settings()  # MBS_SECRETS_KEY
         self.save = save
         self.clock = clock or SystemClock()
         self.chooser = ProviderChooser(catalog)
         self.scorecard = Scorecard(catalog)
         self.observer = Observers([ProviderLatency(self.chooser), self.scorecard, *observers])
         self.caller = Caller(
-            transport, self.clock, self.chooser, self.observer, timeout_s=default_timeout_s
+            transport,
+            self.clock,
+            self.chooser,
+            self.observer,
+            timeout_s=default_timeout_s,
+            record_limit=record_limit,
         )
         self.default_timeout_s = default_timeout_s
         self.undo_policy = undo_policy or UndoPolicy()
@@ -82,8 +93,11 @@ class JourneyEngine:
         )
         if missing:
             raise JourneyInputError(f"journey input lacks field(s): {', '.join(missing)}")
+        wrong = inputs.problems(definition, self.catalog, journey_input)
+        if wrong:
+            raise JourneyInputError("journey input refused: " + "; ".join(wrong))
         now = int(self.clock.now_ms())
-        return JourneyRun(
+        run = JourneyRun(
             run_id=uuid.uuid4().hex,
             journey=definition.name,
             version=definition.version,
@@ -92,6 +106,8 @@ class JourneyEngine:
             deadline_ms=now + int(definition.timeout * 1000),
             steps=[StepRun(id=s.id, capability=s.capability) for s in definition.steps],
         )
+        self.vault.seal(run, secret_inputs(definition, self.catalog))  # before its first save
+        return run
 
     async def run(self, definition: JourneyDefinition, run: JourneyRun) -> JourneyRun:
         """Take the run from wherever its saved state left it to its end (one trace)."""
@@ -126,23 +142,28 @@ class JourneyEngine:
         steps = {s.id: s for s in run.steps}
         done = {s.id for s in run.steps if s.status in _DONE}
         running: dict[asyncio.Task[None], str] = {}
-        while run.error is None and len(done) < len(steps):
-            for spec in definition.steps:
-                waiting = spec.id not in done and spec.id not in running.values()
-                if waiting and set(spec.after) <= done:
-                    task = asyncio.create_task(self._step(spec, run, steps[spec.id]))
-                    running[task] = spec.id
-            if not running:
-                break
-            finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in sorted(finished, key=running.__getitem__):  # same order every time
-                done.add(running.pop(task))
-                task.result()
-            if run.error is None and len(done) < len(steps):
-                await self.save(run)  # outcomes are durable before dependants start
-        for task in running:  # a failure elsewhere: stop; what they sent is settled below
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        try:
+            while run.error is None and len(done) < len(steps):
+                for spec in definition.steps:
+                    waiting = spec.id not in done and spec.id not in running.values()
+                    if waiting and set(spec.after) <= done:
+                        task = asyncio.create_task(self._step(spec, run, steps[spec.id]))
+                        running[task] = spec.id
+                if not running:
+                    break
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in sorted(finished, key=running.__getitem__):  # same order every time
+                    done.add(running.pop(task))
+                    task.result()
+                if run.error is None and len(done) < len(steps):
+                    await self.save(run)  # outcomes are durable before dependants start
+        finally:
+            # A failure elsewhere, or this run cancelled (its partition went to another
+            # gateway): its steps stop here, so no orphan goes on sending and saving beside
+            # the instance that resumes the run. What they sent is settled by whoever goes on.
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
         if run.error is not None:
             run.status = "compensating"
             await self.save(run)
@@ -155,8 +176,16 @@ class JourneyEngine:
         if step.status == "pending":
             step.status = "running"
             step.started_ms = round(self.clock.now_ms() - run.created_ms, 3)
-        payload = calls.resolve(spec.input, run)
-        outcome = await self.caller.serve(spec, run, step, payload, self.save)
+        try:
+            payload = calls.resolve(spec.input, run, vault=self.vault)
+        except SecretUnavailable as exc:  # no request can be built: the step fails, clearly
+            log.error("run %s, step %s: %s", run.run_id, spec.id, exc)
+            step.status = "failed"
+            outcome: StepError | None = StepError(
+                step=spec.id, code="secret_unavailable", detail=str(exc)
+            )
+        else:
+            outcome = await self.caller.serve(spec, run, step, payload, self.save)
         step.finished_seq = sum(1 for s in run.steps if s.finished_seq is not None)
         if outcome is not None:
             step.error = outcome
@@ -199,7 +228,11 @@ class JourneyEngine:
         *,
         patient: bool,
     ) -> bool:
-        payload = calls.resolve(definition.step(step.id).input, run)
+        try:
+            payload = calls.resolve(definition.step(step.id).input, run, vault=self.vault)
+        except SecretUnavailable as exc:  # stays unsettled, then parked: never assumed
+            log.error("run %s: call %s not settled: %s", run.run_id, call.message_id, exc)
+            return False
         tries = self.undo_policy.attempts if patient else 1
         wait = self.default_timeout_s if patient else min(self.default_timeout_s, SETTLE_WINDOW_S)
         for attempt in range(1, tries + 1):
@@ -219,7 +252,11 @@ class JourneyEngine:
             return True  # the definition says this effect stays (a sent e-mail, say)
         capability = spec.compensate.capability or contract.compensation or ""
         undo = self.catalog.get(capability, call.unit) or self.catalog.home(capability)
-        payload = calls.resolve(spec.compensate.input, run, own=call.output)
+        try:
+            payload = calls.resolve(spec.compensate.input, run, own=call.output, vault=self.vault)
+        except SecretUnavailable as exc:  # parked, never reported as undone
+            log.error("run %s: call %s not undone: %s", run.run_id, call.message_id, exc)
+            return False
         for attempt in range(1, self.undo_policy.attempts + 1):
             if await self.caller.undo(undo, run, step.id, call, payload, self.save):
                 break
@@ -254,6 +291,8 @@ class JourneyEngine:
             run.status = _outcome(run)
         run.compensated = run.error is not None and not (run.parked or run.unsettled)
         run.bill = calls.bill(run, self.catalog)
+        if run.finished and not run.parked:  # nothing more will be sent: no secret is kept
+            run.forget_secrets()
 
     @staticmethod
     def reopen(run: JourneyRun) -> None:

@@ -1,4 +1,8 @@
-"""Runs the journeys of the state partitions this gateway owns, resuming unfinished ones."""
+"""Runs the journeys of the state partitions this gateway owns, resuming unfinished ones.
+
+While a partition is replayed, each run's newest record is kept; a record that is not a run
+is quarantined and never replaces the state before it, and one bad record never stops the
+others from resuming."""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from collections import OrderedDict
 from gateway.definition import JourneyDefinition
 from gateway.engine import JourneyEngine
 from gateway.models import JourneyRun
-from gateway.runlog import RunLog
+from gateway.runlog import RunLog, looks_saved, revision
 
 log = logging.getLogger("mbs.gateway.executor")
 REMEMBERED = 100_000
@@ -27,38 +31,97 @@ class Executor:
         self.active: dict[str, tuple[asyncio.Task[None], int]] = {}
         self.finished: OrderedDict[str, int] = OrderedDict()  # run id -> final revision
         self.replay_end: dict[int, int] = {}
-        self.pending: dict[int, dict[str, bytes]] = {}
+        # while replaying: each run's newest record (raw, parsed when the replay ends) and offset
+        self.pending: dict[int, dict[str, tuple[bytes | JourneyRun, int]]] = {}
         self.resumed = 0
+        self.joined = False  # the group gave this instance its partitions (maybe none)
+
+    def replaying(self) -> list[int]:
+        """Owned partitions whose start-up replay has not reached its end yet."""
+        return sorted(p for p in self.pending if self.replay_end.get(p, 0) > 0)
+
+    @property
+    def caught_up(self) -> bool:
+        """Joined the group and replayed every owned partition (unfinished runs resumed)."""
+        return self.joined and not self.replaying()
 
     async def on_assigned(self, ends: dict[int, int]) -> None:
+        self.joined = True
         for partition, end in ends.items():
             self.replay_end[partition] = end
             self.pending[partition] = {}
 
     async def on_revoked(self, partitions: set[int]) -> None:
-        """Another instance owns these now: stop working on their runs (it resumes them)."""
+        """Another instance owns these now: stop working on their runs (it resumes them).
+        The rebalance waits for this: each run is stopped, steps included, and every state
+        it wrote is in the log before the next owner reads the log's end, so no run is
+        executed twice and no older state lands after the next owner's."""
+        stopping = []
         for run_id, (task, partition) in list(self.active.items()):
             if partition in partitions:
                 task.cancel()
+                stopping.append(task)
                 self.active.pop(run_id, None)
+        await asyncio.gather(*stopping, return_exceptions=True)
+        await self.runlog.flush()
         for partition in partitions:
             self.replay_end.pop(partition, None)
             self.pending.pop(partition, None)
 
-    async def on_record(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
-        """Every record of an owned partition: buffered while replaying, else acted on."""
-        if offset + 1 < self.replay_end.get(partition, 0):
-            self.pending.setdefault(partition, {})[run_id] = value
+    async def on_record(
+        self, run_id: str, value: bytes | None, partition: int, offset: int
+    ) -> None:
+        """Every record of an owned partition (value None: nothing to act on, but the replay
+        moves on): buffered while replaying, else acted on."""
+        end = self.replay_end.get(partition, 0)
+        if offset + 1 < end:
+            if value is not None:
+                self._buffer(run_id, value, partition, offset)
             return
-        for earlier_id, earlier in self.pending.pop(partition, {}).items():
-            if earlier_id != run_id:
-                self._consider(JourneyRun.model_validate_json(earlier), partition, resumed=True)
-        if run_id in self.active:
-            return  # our own writes, read back
+        if partition in self.pending:  # the replay ends here: resume what did not finish
+            if offset + 1 == end and value is not None:
+                self._buffer(run_id, value, partition, offset)
+            self._resume(partition)
+            if offset + 1 == end:
+                return
+        if value is None or run_id in self.active:
+            return  # nothing to act on, or our own writes read back
         if run_id in self.finished and b'"unsettled":[]' in value:
             return  # our own final write, read back; an operator's reopening is acted on
-        resumed = offset + 1 == self.replay_end.get(partition)
-        self._consider(JourneyRun.model_validate_json(value), partition, resumed=resumed)
+        run = self.runlog.read(run_id, value, partition, offset)
+        if run is not None:
+            self._consider(run, partition, resumed=False)
+
+    def _buffer(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
+        """Keep a run's newest record; one that does not look like a saved run is read now,
+        so that if it is not one it is quarantined and the state before it stays."""
+        kept: bytes | JourneyRun = value
+        if not looks_saved(run_id, value):
+            run = self.runlog.read(run_id, value, partition, offset)
+            if run is None:
+                return
+            kept = run
+        buffered = self.pending.setdefault(partition, {})
+        earlier = buffered.get(run_id)
+        if earlier is not None and _revision_of(earlier[0]) > _revision_of(kept):
+            log.warning(
+                "run %s: an older state at %d after a newer one; kept the newer", run_id, offset
+            )
+            return
+        buffered[run_id] = (kept, offset)
+
+    def _resume(self, partition: int) -> None:
+        """The replay of `partition` is over: act on each run's newest state, each on its own."""
+        for run_id, (kept, offset) in self.pending.pop(partition, {}).items():
+            run = (
+                self.runlog.read(run_id, kept, partition, offset)
+                if isinstance(kept, bytes)
+                else kept
+            )
+            if run is None:
+                log.error("run %s: its newest state is unreadable; not resumed", run_id)
+                continue
+            self._consider(run, partition, resumed=True)
 
     def take(self, run: JourneyRun, partition: int) -> bool:
         """Start a run this gateway just accepted, if it owns the run's partition (no hop)."""
@@ -109,3 +172,7 @@ class Executor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _revision_of(kept: bytes | JourneyRun) -> int:
+    return kept.revision if isinstance(kept, JourneyRun) else revision(kept)

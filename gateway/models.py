@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -17,6 +19,19 @@ TERMINAL: frozenset[str] = frozenset({"completed", "failed", "timed_out", "compe
 # What the engine knows of a call's side effect: `none` (pure, refused or never done),
 # `unknown` (sent, no final answer yet), `done`, `undone`.
 Effect = Literal["none", "unknown", "done", "undone"]
+# What is shown of a secret input field, and what the journey log keeps of it once its run is
+# finished (gateway/secrets.py).
+REDACTED = "***"
+
+
+def rewrite(data: dict[str, Any], path: str, change: Callable[[Any], Any]) -> None:
+    """Replace the value at a dotted path of `data`, in place, by `change(value)`, if there."""
+    *parents, last = path.split(".")
+    node: Any = data
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict) and last in node:
+        node[last] = change(node[last])
 
 
 class StepError(BaseModel):
@@ -154,6 +169,26 @@ class JourneyRun(BaseModel):
     )
     latency_ms: float | None = None
     bill: Bill | None = None
+    secrets: list[str] = Field(
+        default_factory=list,
+        description="Input fields (dotted paths) that flow into a request field a contract "
+        "marks `writeOnly`: kept encrypted while the run may still send them, then dropped; "
+        f"always shown as {REDACTED!r}.",
+    )
+
+    def public(self) -> JourneyRun:
+        """The run as it may be shown (every HTTP response): each secret input field as
+        `***`, never its value nor its ciphertext. The run itself is left as it is."""
+        if not self.secrets:
+            return self
+        shown = self.model_copy(update={"input": copy.deepcopy(self.input)})
+        shown.forget_secrets()
+        return shown
+
+    def forget_secrets(self) -> None:
+        """Drop every secret input field for good: the run will send nothing that needs it."""
+        for path in self.secrets:
+            rewrite(self.input, path, lambda _: REDACTED)
 
     @property
     def decided(self) -> bool:

@@ -6,21 +6,36 @@ A run is written before the engine acts on it. Two readers follow the log:
 - the *executor* (consumer group `mbs.gateway`, so each partition has one owner) runs the
   journeys of its partitions. On assignment it replays its partitions and resumes every run
   that has not finished, so a gateway killed mid-journey loses nothing.
+
+Each record is judged on its own: one that is not a saved run filed under its own run id is
+skipped and copied to `<topic>.dlq` (see `mbs.kafka.quarantine`); the state before it stands
+and every other run resumes. Records are parsed lazily (a full parse costs ~0.2 ms): one that
+looks like what `save` writes is kept raw and parsed when needed, any other is read at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from gateway.models import JourneyRun
-from mbs.kafka import Connection, ensure_topics
+from mbs.kafka import (
+    BadRecord,
+    Connection,
+    Quarantine,
+    RecordReader,
+    ensure_topics,
+    text_key,
+    verdict,
+)
 
 log = logging.getLogger("mbs.gateway.runlog")
 STATE_PARTITIONS = 6
@@ -28,7 +43,9 @@ STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 KEPT_RUNS = 20_000
 _REVISION = re.compile(rb'"revision":(\d+)')
 
-RecordHandler = Callable[[str, bytes, int, int], Awaitable[None]]
+# (run id, value, partition, offset); value None: a record with nothing to act on (a
+# tombstone, or one skipped as unreadable) that still moves the replay on.
+RecordHandler = Callable[[str, bytes | None, int, int], Awaitable[None]]
 RevokeHandler = Callable[[set[int]], Awaitable[None]]
 AssignHandler = Callable[[dict[int, int]], Awaitable[None]]
 
@@ -40,9 +57,12 @@ class RunLog:
         self.connection, self.topic, self.group = connection, topic, group
         self._runs: OrderedDict[str, bytes | JourneyRun] = OrderedDict()
         self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
+        self._observed: dict[int, int] = {}  # partition -> next offset the observer reads
+        self._replay_to: dict[int, int] = {}  # partition -> end offset when it started
         self._producer: AIOKafkaProducer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: list[AIOKafkaConsumer] = []
+        self.quarantine = Quarantine(topic, connection)  # shared: each bad record reported once
 
     async def start(
         self, on_record: RecordHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
@@ -58,7 +78,7 @@ class RunLog:
         )
         await self._producer.start()
         observer = await self._observer()
-        executor = AIOKafkaConsumer(
+        consumer = AIOKafkaConsumer(
             **self.connection.options(),
             group_id=self.group,
             enable_auto_commit=False,
@@ -67,11 +87,12 @@ class RunLog:
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1000,
         )
-        await executor.start()
-        executor.subscribe([self.topic], listener=_Replay(executor, on_assigned, on_revoked))
-        self._consumers = [observer, executor]
+        await consumer.start()
+        executor = RecordReader(consumer, self.quarantine)
+        consumer.subscribe([self.topic], listener=_Replay(executor, on_assigned, on_revoked))
+        self._consumers = [observer.consumer, consumer]
         self._tasks = [
-            asyncio.create_task(self._follow(observer, self._observe), name="runlog-observer"),
+            asyncio.create_task(self._follow(observer, self.observe), name="runlog-observer"),
             asyncio.create_task(self._follow(executor, on_record), name="runlog-executor"),
         ]
 
@@ -84,6 +105,7 @@ class RunLog:
             await consumer.stop()
         if self._producer is not None:
             await self._producer.stop()
+        await self.quarantine.close()
 
     async def save(self, run: JourneyRun) -> int:
         """Write the run's new state, wait until the broker has it (acks=all); its partition."""
@@ -94,13 +116,32 @@ class RunLog:
         )
         return int(meta.partition)
 
+    async def flush(self) -> None:
+        """Until every state written so far is in the log (sent, or failed)."""
+        if self._producer is not None:
+            await self._producer.flush()
+
     def get(self, run_id: str) -> JourneyRun | None:
-        """A run this gateway has seen (its own or read from the log), newest state."""
+        """A run this gateway has seen (its own or read from the log), newest state; None
+        also when that state is unreadable (the partition's executor quarantines it)."""
         found = self._runs.get(run_id)
         if isinstance(found, bytes):
-            found = JourneyRun.model_validate_json(found)
+            try:
+                found = _parse(run_id, found)
+            except ValueError as exc:
+                log.warning("run %s: newest state unreadable (%s)", run_id, verdict(exc)[1])
+                self._runs.pop(run_id, None)
+                return None
             self._runs[run_id] = found
         return found
+
+    def read(self, run_id: str, value: bytes, partition: int, offset: int) -> JourneyRun | None:
+        """The run in a record, or None when it is not one (then quarantined)."""
+        try:
+            return _parse(run_id, value)
+        except ValueError as exc:
+            self.quarantine.report(partition, offset, *verdict(exc), run_id.encode(), value)
+            return None
 
     def parked(self) -> list[JourneyRun]:
         """Recent runs whose side effects could not all be settled or undone."""
@@ -138,7 +179,7 @@ class RunLog:
             if not waiters:
                 self._waiters.pop(run_id, None)
 
-    async def _observer(self) -> AIOKafkaConsumer:
+    async def _observer(self) -> RecordReader:
         consumer = AIOKafkaConsumer(
             **self.connection.options(),
             group_id=None,
@@ -148,14 +189,31 @@ class RunLog:
         await consumer.start()
         parts = [TopicPartition(self.topic, p) for p in range(STATE_PARTITIONS)]
         consumer.assign(parts)
+        reader = RecordReader(consumer, self.quarantine)
         for tp, offset in (await consumer.beginning_offsets(parts)).items():
-            consumer.seek(tp, offset)
-        return consumer
+            reader.seek(tp, offset)
+            self._observed[tp.partition] = offset
+        ends = await consumer.end_offsets(parts)
+        self._replay_to = {tp.partition: end for tp, end in ends.items()}
+        return reader
 
-    async def _observe(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
+    @property
+    def caught_up(self) -> bool:
+        """The observer has read the log as far as it reached at start, so every run written
+        before is known to `get` (a restarted gateway does not answer 404 for them)."""
+        return bool(self._replay_to) and all(
+            self._observed.get(p, 0) >= end for p, end in self._replay_to.items()
+        )
+
+    async def observe(self, run_id: str, value: bytes | None, partition: int, offset: int) -> None:
         """Keep the raw record; parse only what someone is waiting for."""
+        self._observed[partition] = offset + 1
+        if value is None:
+            return
+        if not looks_saved(run_id, value) and self.read(run_id, value, partition, offset) is None:
+            return  # not a run: the state before it stands
         known = self._runs.get(run_id)
-        if isinstance(known, JourneyRun) and known.decided and _revision(value) <= known.revision:
+        if isinstance(known, JourneyRun) and known.decided and revision(value) <= known.revision:
             return  # finished here: a late echo of an earlier state must not replace it
         self._keep(run_id, value)
         if run_id in self._waiters:
@@ -171,21 +229,47 @@ class RunLog:
         while len(self._runs) > KEPT_RUNS:
             self._runs.popitem(last=False)
 
-    async def _follow(self, consumer: AIOKafkaConsumer, handle: RecordHandler) -> None:
+    async def _follow(self, reader: RecordReader, handle: RecordHandler) -> None:
         while True:
-            batches = await consumer.getmany(timeout_ms=500)
+            batches = await reader.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
-                    if record.value is None or record.key is None:
-                        continue
-                    try:
-                        await handle(record.key.decode(), record.value, tp.partition, record.offset)
-                    except Exception:
-                        log.exception("run record %s@%d could not be handled", tp, record.offset)
+                    await self._deliver(record, tp.partition, handle)
+
+    async def _deliver(self, record: Any, partition: int, handle: RecordHandler) -> None:
+        """Hand one record on; whatever it holds, the reader goes on with the next."""
+        value = record.value
+        try:
+            run_id = text_key(record.key)
+        except BadRecord as exc:
+            self.quarantine.refuse(record, exc)
+            run_id, value = "", None
+        try:
+            await handle(run_id, value, partition, record.offset)
+        except Exception as exc:
+            log.exception("run record %s[%d]@%d not handled", self.topic, partition, record.offset)
+            self.quarantine.refuse(record, exc)
 
 
-def _revision(value: bytes) -> int:
-    found = _REVISION.search(value)
+def looks_saved(run_id: str, value: bytes) -> bool:
+    """Cheap: does the record look like what `save` writes for this run? (Then it is parsed
+    only when needed; anything else is read, and judged, at once.)"""
+    start = b'{"run_id":%s,' % json.dumps(run_id, ensure_ascii=False).encode()
+    return value.startswith(start) and value.endswith(b"}")
+
+
+def _parse(run_id: str, value: bytes) -> JourneyRun:
+    run = JourneyRun.model_validate_json(value)
+    if run.run_id != run_id:
+        raise BadRecord("refused", f"filed under run {run_id!r}, but holds run {run.run_id!r}")
+    return run
+
+
+def revision(value: bytes) -> int:
+    """A saved run's revision, read from its raw record. The last match: the field comes
+    after the input and the replies (which may hold anything) and before nothing that does."""
+    at = value.rfind(b'"revision":')
+    found = _REVISION.match(value, at) if at >= 0 else None
     return int(found.group(1)) if found else 0
 
 
@@ -193,20 +277,23 @@ class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]
     """Reads assigned partitions from their beginning, so unfinished runs are found again."""
 
     def __init__(
-        self, consumer: AIOKafkaConsumer, on_assigned: AssignHandler, on_revoked: RevokeHandler
+        self, reader: RecordReader, on_assigned: AssignHandler, on_revoked: RevokeHandler
     ) -> None:
-        self.consumer = consumer
+        self.reader = reader
+        self.consumer = reader.consumer
         self.on_assigned = on_assigned
         self.on_revoked = on_revoked
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.reader.forget(revoked)
         await self.on_revoked({tp.partition for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        if not assigned:
+        if not assigned:  # more instances than partitions: nothing to replay, still joined
+            await self.on_assigned({})
             return
         for tp, offset in (await self.consumer.beginning_offsets(list(assigned))).items():
-            self.consumer.seek(tp, offset)
+            self.reader.seek(tp, offset)
         ends = await self.consumer.end_offsets(list(assigned))
         await self.on_assigned({tp.partition: end for tp, end in ends.items()})
         log.info("executing journeys of partitions %s", sorted(tp.partition for tp in assigned))

@@ -4,7 +4,7 @@ against its SLA, revenue, cost and margin; per capability its providers side by 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from mbs.contract import Contract
 from mbs.kafka import Reply
 
 KEPT_LATENCIES = 5000
+KEPT_CALLS = 100_000  # message ids remembered, so a call asked again counts once
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Scorecard(JourneyObserver):
         self.catalog = catalog
         self._tallies: dict[tuple[str, str], _Tally] = {}
         self._ledger: dict[tuple[str, str], list[Decimal]] = {}  # (hour, unit) -> calls, price
+        self._seen: OrderedDict[str, tuple[str, str, str, str, Decimal, Decimal]] = OrderedDict()
 
     def call_answered(
         self, run: JourneyRun, contract: Contract, call: Call, reply: Reply | None
@@ -55,22 +57,51 @@ class Scorecard(JourneyObserver):
         self.record_shadow(contract.unit, contract.capability, agreement)
 
     def record(self, call: Call) -> None:
-        hour = time.strftime("%Y-%m-%dT%H:00Z", time.gmtime())
-        entry = self._ledger.setdefault((hour, call.unit), [Decimal(0), Decimal(0)])
-        entry[0] += 1
-        entry[1] += call.price
-        tally = self._tallies.setdefault((call.unit, call.capability), _Tally())
-        tally.calls += 1
-        tally.revenue += call.price
-        tally.cost += call.cost
-        if call.latency_ms is not None:
-            tally.latencies.append(call.latency_ms)
-        if call.outcome == "ok":
-            tally.ok += 1
-        elif call.outcome == "business_error":
-            tally.business_errors += 1
+        """Count a call's answer. A call asked again under its message id (settled after a
+        timeout or a crash) is one call: its latest answer replaces the earlier one, so a
+        price is never counted twice."""
+        earlier = self._seen.pop(call.message_id, None)
+        if earlier is not None:
+            self._count(*earlier, sign=-1)
+        entry = (
+            time.strftime("%Y-%m-%dT%H:00Z", time.gmtime()),
+            call.unit,
+            call.capability,
+            call.outcome,
+            call.price,
+            call.cost,
+        )
+        self._count(*entry, sign=1)
+        self._seen[call.message_id] = entry
+        while len(self._seen) > KEPT_CALLS:
+            self._seen.popitem(last=False)
+        if call.latency_ms is not None and earlier is None:
+            self._tallies[(call.unit, call.capability)].latencies.append(call.latency_ms)
+
+    def _count(
+        self,
+        hour: str,
+        unit: str,
+        capability: str,
+        outcome: str,
+        price: Decimal,
+        cost: Decimal,
+        *,
+        sign: int,
+    ) -> None:
+        entry = self._ledger.setdefault((hour, unit), [Decimal(0), Decimal(0)])
+        entry[0] += sign
+        entry[1] += sign * price
+        tally = self._tallies.setdefault((unit, capability), _Tally())
+        tally.calls += sign
+        tally.revenue += sign * price
+        tally.cost += sign * cost
+        if outcome == "ok":
+            tally.ok += sign
+        elif outcome == "business_error":
+            tally.business_errors += sign
         else:
-            tally.failures += 1
+            tally.failures += sign
 
     def record_shadow(self, unit: str, capability: str, agreement: str) -> None:
         tally = self._tallies.setdefault((unit, capability), _Tally())

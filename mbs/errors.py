@@ -77,3 +77,8 @@ class JourneyInputError(MbsError):
 
 class VersionConflict(MbsError):
     """A journey definition's version is not newer than the live one."""
+
+
+class MalformedDefinition(JourneyDefinitionError):
+    """A journey document that is not YAML or JSON at all (or uses what is refused, such as
+    YAML aliases): nothing to check it against yet."""

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mbs import wire
@@ -25,7 +25,7 @@ class ApiKey(BaseModel):
     """Who holds an API key and what they may do."""
 
     caller: str
-    role: Literal["caller", "admin", "partner"]
+    role: Literal["caller", "admin", "partner", "metrics"]
 
 
 DEV_API_KEYS = {
@@ -33,7 +33,10 @@ DEV_API_KEYS = {
     "dev-admin-key": ApiKey(caller="ops", role="admin"),
     "dev-fastship-key": ApiKey(caller="fastship", role="partner"),
     "dev-paylater-key": ApiKey(caller="paylater", role="partner"),
+    "dev-metrics-key": ApiKey(caller="prometheus", role="metrics"),
 }
+# Development only, like the keys above: base64 of b"mbs-dev-secrets-key-not-for-prod".
+DEV_SECRETS_KEY = "bWJzLWRldi1zZWNyZXRzLWtleS1ub3QtZm9yLXByb2Q="
 
 
 class Settings(BaseSettings):
@@ -92,7 +95,21 @@ class Settings(BaseSettings):
     )
     api_keys: dict[str, ApiKey] = Field(
         default_factory=lambda: dict(DEV_API_KEYS),
-        description='JSON: {"key": {"caller": "webshop", "role": "caller|admin|partner"}}.',
+        description='JSON: {"key": {"caller": "webshop", "role": "caller|admin|partner|'
+        'metrics"}}. `metrics` may only scrape /metrics (as a Bearer token or X-API-Key).',
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576,
+        ge=1024,
+        description="Largest HTTP request body the gateway reads; a larger one gets 413 "
+        "before it is read.",
+    )
+    max_record_bytes: int = Field(
+        default=1_000_000,
+        ge=65_536,
+        description="Largest journey-log record (one run's state). It must not exceed the "
+        "broker's message.max.bytes; the journey input may take a quarter of it, the replies "
+        "kept half; a larger input gets 413, a larger reply fails its step.",
     )
     journeys_topic: str = Field(default=wire.JOURNEY_STATE_TOPIC, description="Journey log topic.")
     definitions_topic: str = Field(default=wire.JOURNEY_DEFS_TOPIC, description="Versions topic.")
@@ -106,6 +123,15 @@ class Settings(BaseSettings):
         le=100,
         description="Tries to settle or undo one side effect of a run before it is parked "
         "(status compensation_failed), with backoff from 0.2 s doubling to 5 s.",
+    )
+    secrets_key: SecretStr = Field(
+        default=SecretStr(DEV_SECRETS_KEY),
+        description="Key of the journey log's secrets: input fields a step's contract marks "
+        "`writeOnly` (a card token) are kept there AES-256-GCM encrypted while their run may "
+        "still send them, then dropped. 32 random bytes, URL-safe base64 (`python -c 'import "
+        "base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`); every gateway "
+        "instance needs the same. Rotation: `new,old` (encrypts with the first, opens with "
+        "any). The default is the development key, public: never use it in production.",
     )
 
     @property

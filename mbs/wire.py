@@ -34,3 +34,13 @@ def request_topic(capability: str, major: int, provider: str | None = None) -> s
 def reply_topic(unit: str) -> str:
     """The one topic a unit writes its replies to."""
     return f"mbs.replies.{unit}"
+
+
+# The error codes every unit may answer besides those its contract declares (`mbs-error`),
+# and what each means for the caller. Any other undeclared code breaks the contract.
+PLATFORM_ERRORS = {
+    "invalid_request": "the request broke the contract; nothing was done (not retryable)",
+    "deadline_exceeded": "arrived after `mbs-deadline`; never started (technical)",
+    "unit_failed": "the handler failed after retries; nothing was done (technical, retryable)",
+    "dry_run_unsupported": "an `mbs-shadow: 1` request to a contract without dry run",
+}

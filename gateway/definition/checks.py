@@ -16,7 +16,7 @@ from gateway.definition.model import (
     StepDefinition,
 )
 from mbs.contract import Contract
-from mbs.errors import JourneyDefinitionError
+from mbs.errors import JourneyDefinitionError, MalformedDefinition
 
 JOURNEYS_DIR = Path(__file__).parents[1] / "journeys"
 
@@ -144,7 +144,10 @@ def _check_mapping(
             if source_step not in _ancestors(definition, step_id):
                 problems.append(f"{where}: reads steps.{source_step} but does not run after it")
                 continue
-            producer = catalog.home(definition.step(source_step).capability)
+            source_capability = definition.step(source_step).capability
+            if source_capability not in catalog:
+                continue  # reported once, at the step that names it
+            producer = catalog.home(source_capability)
         if path:
             problems += _check_field(
                 producer, path[0], target[field], f"{where}: {field} <- {value}"
@@ -176,12 +179,27 @@ def _types_fit(source: dict[str, Any], target: dict[str, Any]) -> bool:
     return src <= dst
 
 
+class _PlainLoader(yaml.SafeLoader):
+    """Safe YAML without anchors and aliases: a few hundred bytes of aliases expand to
+    gigabytes (`safe_load` does not stop that), and a journey never needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            raise yaml.YAMLError(
+                "anchors and aliases (&, *) are not accepted (line "
+                f"{mark.line + 1}, column {mark.column + 1}); write the value out"
+            )
+        return super().compose_node(parent, index)
+
+
 def parse(text: str, source: str, catalog: Catalog) -> JourneyDefinition:
     """Validate and check one journey document (YAML or JSON)."""
     try:
-        definition = JourneyDefinition.model_validate(yaml.safe_load(text))
+        definition = JourneyDefinition.model_validate(yaml.load(text, Loader=_PlainLoader))
     except yaml.YAMLError as exc:
-        raise JourneyDefinitionError(f"{source}: not valid YAML: {exc}") from exc
+        raise MalformedDefinition(f"{source}: not valid YAML: {exc}") from exc
     except ValidationError as exc:
         raise JourneyDefinitionError(f"{source}: {exc}") from exc
     check(definition, catalog, source)

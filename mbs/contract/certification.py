@@ -1,13 +1,16 @@
 """Certifications: which contract text of which unit passed the conformance kit, as records
 on the compacted topic `mbs.certifications` (keyed `capability@version/unit`; a tombstone
-revokes one). Reading them needs no test-data machinery, so the gateway imports only this."""
+revokes one). A record that is not a certification is skipped and copied to
+`mbs.certifications.dlq`, never trusted. Reading them needs no test-data machinery, so the
+gateway imports only this."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from mbs.contract.model import Contract
 from mbs.kafka.compacted import CompactedTopic
@@ -16,6 +19,15 @@ from mbs.kafka.connection import Connection
 CERTIFICATIONS_TOPIC = "mbs.certifications"
 
 Certified = Mapping[str, Mapping[str, Any]]
+
+
+class Certification(BaseModel):
+    """What a record must hold to be read as a certification (more fields are kept as is)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    passed: bool = Field(strict=True)
+    contract_sha256: str = Field(strict=True)
 
 
 def certification_key(contract: Contract) -> str:
@@ -42,13 +54,13 @@ class Certifications:
 
     def __init__(self, connection: Connection, topic: str = CERTIFICATIONS_TOPIC) -> None:
         self.records: dict[str, dict[str, Any]] = {}
-        self.table = CompactedTopic(connection, topic, self._apply)
+        self.table = CompactedTopic(connection, topic, self.apply)
 
-    def _apply(self, key: str, value: bytes | None) -> None:
+    def apply(self, key: str, value: bytes | None) -> None:
         if value is None:
             self.records.pop(key, None)
         else:
-            self.records[key] = json.loads(value)
+            self.records[key] = Certification.model_validate_json(value).model_dump()
 
 
 async def certifications(

@@ -1,9 +1,11 @@
 """The contract registry: the compacted topic `mbs.contracts` is the only store.
 
-Any process builds its view by reading the topic from the start; a registration is checked
-against the provider's latest version of the same major (see `mbs.contract.compat`) and refused with
-every reason when it breaks. Keys are `capability@version` (plus `/unit` for a second
-provider of a capability), values the contract as JSON.
+Any process builds its view by reading the topic from the start; a record that is not a
+contract filed under its own key is skipped and copied to `mbs.contracts.dlq` (see
+`mbs.kafka.quarantine`). A registration is checked against the provider's latest version of
+the same major (see `mbs.contract.compat`) and refused with every reason when it breaks. Keys
+are `capability@version` (plus `/unit` for a second provider of a capability), values the
+contract as JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from mbs.contract.model import Contract
 from mbs.errors import ContractRefused, MbsError
 from mbs.kafka.compacted import CompactedTopic
 from mbs.kafka.connection import Connection
+from mbs.kafka.quarantine import BadRecord
 
 
 def _semver(version: str) -> tuple[int, int, int]:
@@ -36,10 +39,17 @@ class RegistryView:
     by_key: dict[str, Contract] = field(default_factory=dict)
 
     def apply(self, key: str, value: bytes | None) -> None:
+        """One record of the topic; a value that is not a contract filed under its own key
+        raises (the reader quarantines it and goes on)."""
         if value is None:
             self.by_key.pop(key, None)  # a tombstone retires a version
             return
-        self.by_key[key] = Contract.model_validate_json(value)
+        contract = Contract.model_validate_json(value)
+        if contract.key != key:
+            raise BadRecord(
+                "refused", f"filed under {key!r}, but the contract inside is {contract.key!r}"
+            )
+        self.by_key[key] = contract
 
     def history(self, capability: str, unit: str | None = None) -> list[Contract]:
         """Every version of a capability (of one provider, if named), oldest first."""

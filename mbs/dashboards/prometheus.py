@@ -40,6 +40,9 @@ from mbs.dashboards.common import (
 GATEWAY_METRICS_PATH = "/metrics/"  # the gateway mounts its metrics app at /metrics
 COMPOSE_UNIT_PORT = 9100  # MBS_UNIT_PORT of every unit container in docker-compose.yml
 COMPOSE_GATEWAY = "gateway:8080"
+# The gateway's /metrics needs a key of role `metrics` (MBS_API_KEYS); this is the dev key of
+# the README. In production put the real one in a file and use `credentials_file`.
+DEV_METRICS_KEY = "dev-metrics-key"
 
 
 def _scrape_config(units: Sequence[Json], gateway: str) -> Json:
@@ -55,6 +58,7 @@ def _scrape_config(units: Sequence[Json], gateway: str) -> Json:
                 "job_name": "mbs-gateway",
                 # /metrics only redirects to /metrics/; scrape the real path.
                 "metrics_path": GATEWAY_METRICS_PATH,
+                "authorization": {"type": "Bearer", "credentials": DEV_METRICS_KEY},
                 "static_configs": [{"targets": [gateway]}],
             },
         ],

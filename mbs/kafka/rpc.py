@@ -4,6 +4,10 @@ FastStream's `request()` works on Kafka only inside its test client, so this is 
 requester reads the reply topics it needs without a consumer group (every instance sees every
 reply and keeps only those whose correlation id it is waiting for), so several gateways never
 steal each other's replies.
+
+Anyone who may write a topic may write anything to it, so no record stops a reader of replies
+or requests: a header without a value or not UTF-8 is read as text anyway, and a record the
+Kafka client cannot decode at all (`pass_undecodable`) is stepped over, not retried forever.
 """
 
 from __future__ import annotations
@@ -17,13 +21,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaError
 
 from mbs import wire as h
 from mbs.kafka.admin import ensure_topics
 from mbs.kafka.connection import Connection
 
 log = logging.getLogger("mbs.kafka.rpc")
+# What aiokafka raises, at the same offset on every retry, for a record it cannot decode (a
+# header name that is not UTF-8, a corrupt batch): left alone, a reader never gets past it.
+UNDECODABLE: tuple[type[Exception], ...] = (UnicodeDecodeError, CorruptRecordException)
+PROBE_MS = 1000
+READ_PAUSE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -165,21 +175,115 @@ class Requester:
             self._expected.pop(correlation_id, None)
 
     async def _read_replies(self) -> None:
-        assert self._consumer is not None
-        async for record in self._consumer:
-            hdrs = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-            correlation_id = hdrs.get(h.CORRELATION_ID, "")
-            future = self._pending.get(correlation_id)
-            if future is None or future.done():
-                continue  # another instance's reply, or one that came after its timeout
-            expected = self._expected.get(correlation_id)
-            if expected is not None and record.topic != expected:
-                log.warning(
-                    "reply %s on %s ignored: only %s may answer it",
-                    correlation_id,
-                    record.topic,
-                    expected,
-                )
+        """Hand each reply to its waiting caller; nothing on a reply topic stops this loop
+        (it is the only way replies come in: if it ended, every call would time out)."""
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            try:
+                record = await consumer.getone()
+            except UNDECODABLE as exc:
+                for skipped in await pass_undecodable(consumer):
+                    log.warning("reply %s skipped: %s (%s)", skipped.where, skipped.reason, exc)
                 continue
-            latency_ms = (time.perf_counter() - self._sent_at[correlation_id]) * 1000
-            future.set_result(Reply(body=record.value or b"", headers=hdrs, latency_ms=latency_ms))
+            except KafkaError as exc:
+                log.warning("reading replies: %r; reading on", exc)
+                await asyncio.sleep(READ_PAUSE_S)
+                continue
+            try:
+                self._take(record)
+            except Exception:  # one reply, however malformed, must not end the loop
+                log.exception(
+                    "reply %s[%d]@%d ignored", record.topic, record.partition, record.offset
+                )
+
+    def _take(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        hdrs = text_headers(record.headers)
+        correlation_id = hdrs.get(h.CORRELATION_ID, "")
+        future = self._pending.get(correlation_id)
+        if future is None or future.done():
+            return  # another instance's reply, or one that came after its timeout
+        expected = self._expected.get(correlation_id)
+        if expected is not None and record.topic != expected:
+            log.warning(
+                "reply %s on %s ignored: only %s may answer it",
+                correlation_id,
+                record.topic,
+                expected,
+            )
+            return
+        latency_ms = (time.perf_counter() - self._sent_at[correlation_id]) * 1000
+        future.set_result(Reply(body=record.value or b"", headers=hdrs, latency_ms=latency_ms))
+
+
+def text_headers(raw: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    """Headers as text, whatever their bytes: none is an empty value, bytes that are not UTF-8
+    are escaped (`\\xff`), so a reader can look at them and decide, never crash on them."""
+    return {name: (value or b"").decode(errors="backslashreplace") for name, value in raw or ()}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A record the Kafka client cannot decode, stepped over by `pass_undecodable`."""
+
+    topic: str
+    partition: int
+    offset: int
+    reason: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+async def pass_undecodable(consumer: AIOKafkaConsumer) -> list[Skipped]:
+    """Step over the records the client cannot decode, after `getone()` raised one of
+    UNDECODABLE; every other record is read again as usual.
+
+    `getone()` raises at the bad record without moving past it, so each assigned partition's
+    position is either a record that reads (put back) or the first bad one: from there, the
+    first offset that reads again is found by trying one offset after the other (a good record
+    in the same producer batch as a bad one fails with it: aiokafka decodes whole batches).
+    Trying a partition costs a fetch (about 0.1 s), so the one aiokafka was reading is tried
+    first, and the others only if it reads. The caller decides what to do with what was
+    skipped (dead-letter it, log it, commit past it).
+    """
+    skipped: list[Skipped] = []
+    try:
+        suspect = _suspect(consumer)
+        if suspect is not None:
+            skipped = await _step_over(consumer, suspect)
+        for tp in [] if skipped else sorted(consumer.assignment()):
+            skipped += await _step_over(consumer, tp)
+    except (IllegalStateError, KafkaError) as exc:  # a rebalance: the new owner reads on
+        log.info("stepping over undecodable records interrupted (%r)", exc)
+    return skipped
+
+
+def _suspect(consumer: AIOKafkaConsumer) -> TopicPartition | None:
+    """The partition `getone()` was reading when it raised: aiokafka drops each partition's
+    fetched records once it has handed them all out, so it is the first it still holds (a
+    private detail of aiokafka; without it, every partition is tried)."""
+    fetched = getattr(getattr(consumer, "_fetcher", None), "_records", None)
+    first = next(iter(fetched), None) if isinstance(fetched, dict) else None
+    return first if isinstance(first, TopicPartition) and first in consumer.assignment() else None
+
+
+async def _step_over(consumer: AIOKafkaConsumer, tp: TopicPartition) -> list[Skipped]:
+    start = await consumer.position(tp)
+    end = (await consumer.end_offsets([tp]))[tp]
+    offset = start
+    while offset < end and not await _readable(consumer, tp, offset):
+        offset += 1
+    consumer.seek(tp, offset)
+    why = f"the Kafka client cannot decode this record (offsets {start} to {offset - 1})"
+    return [Skipped(tp.topic, tp.partition, o, why) for o in range(start, offset)]
+
+
+async def _readable(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+    consumer.seek(tp, offset)
+    try:
+        await consumer.getmany(tp, timeout_ms=PROBE_MS, max_records=1)
+    except UNDECODABLE:
+        return False
+    return True

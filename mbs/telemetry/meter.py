@@ -10,6 +10,8 @@ from opentelemetry import trace
 from mbs.contract.model import Contract
 from mbs.telemetry import metrics
 
+NS_PER_SECOND = Decimal(1_000_000_000)
+
 
 class UnitMeter:
     """Counts, times and prices the answers of one capability of one unit."""
@@ -19,6 +21,18 @@ class UnitMeter:
         self.contract = contract
         self.labels = {"unit": unit, "capability": contract.capability}
         self.money = {**self.labels, "currency": contract.pricing.currency}
+
+    def cost(self, cpu_ns: int) -> Decimal:
+        """What one call cost the unit: the contract's `cost_per_call` plus the CPU seconds it
+        measured times `cost_per_cpu_second`. CPU time comes in integer nanoseconds and money
+        is Decimal, so the amount is exact: no float rounds part of it away."""
+        pricing = self.contract.pricing
+        return pricing.cost_per_call + pricing.cost_per_cpu_second * cpu_ns / NS_PER_SECOND
+
+    def price(self, *, billed: bool) -> Decimal:
+        """What one call earns: the contract's `price_per_call` for an answer that is billed
+        (done, not a dry run); a business error, a refusal or a dry run earns nothing."""
+        return self.contract.pricing.price_per_call if billed else Decimal(0)
 
     def answered(
         self,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
+from mbs.kafka import quarantine
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 UNIT_REQUESTS = Counter(
@@ -56,3 +58,6 @@ COMPENSATIONS_PARKED = Counter(
     "resolve: GET /runs/parked).",
     ["journey"],
 )
+# Records of platform topics skipped as unreadable or refused, each copied to `<topic>.dlq`.
+# Defined in mbs.kafka, the layer that reads those records and may not import this one.
+RECORDS_QUARANTINED = quarantine.RECORDS_QUARANTINED

@@ -16,6 +16,7 @@ from faststream.kafka import KafkaBroker
 from mbs import wire as h
 from mbs.errors import ContractViolation, MbsError
 from mbs.unit.binding import Binding, RetryPolicy
+from mbs.unit.intake import guard, keep_bytes, parse_leniently
 from mbs.unit.server import Server
 from mbs.unit.state import UnitStore
 
@@ -60,11 +61,15 @@ class Unit:
         self.store = store or self.store or UnitStore.temporary()
         for binding in self.bindings:
             server = Server(self.name, binding, self.retry, broker, self.store)
-            broker.subscriber(
+            subscriber = broker.subscriber(
                 binding.contract.request_topic,
                 group_id=f"mbs.unit.{self.name}.{binding.contract.capability}",
                 auto_offset_reset="earliest",
                 ack_policy=AckPolicy.ACK,
                 max_workers=self.concurrency,
                 fetch_max_wait_ms=50,
-            )(server.on_message)
+                parser=parse_leniently,  # headers and body are judged by the server
+                decoder=keep_bytes,
+            )
+            guard(subscriber, server.undecodable)
+            subscriber(server.on_message)

@@ -15,25 +15,63 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 from faststream.exceptions import NackMessage
 from faststream.kafka import KafkaBroker, KafkaMessage
 from pydantic import BaseModel, ValidationError
 
 from mbs import wire as h
 from mbs.errors import BusinessError, ContractViolation
+from mbs.kafka.rpc import Skipped
 from mbs.telemetry.meter import UnitMeter
 from mbs.unit.binding import Binding, RetryPolicy
 from mbs.unit.context import serving_dry_run
+from mbs.unit.intake import Headers, raw_headers, read_headers
 from mbs.unit.state import StoredReply, Transaction, UnitStore
 
 log = logging.getLogger("mbs.unit")
 MAX_MESSAGE_BYTES = 1_000_000
 REDELIVERY_PAUSE_S = 0.5
 REQUIRED_HEADERS = (h.MESSAGE_ID, h.CORRELATION_ID)
+# Where a dead letter came from (the names the platform's quarantine uses too).
+SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET = (
+    "mbs-source-topic",
+    "mbs-source-partition",
+    "mbs-source-offset",
+)
 _PASSTHROUGH = (h.JOURNEY_ID, h.JOURNEY, h.STEP, h.ATTEMPT, h.TRACEPARENT, h.SHADOW)
+CpuClock = Callable[[], int]
+"""CPU time in nanoseconds (`time.process_time_ns`); a test hands in one it controls."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A request record as it came: its bytes, its headers judged, and where it lies."""
+
+    raw: bytes
+    headers: Headers
+    source: dict[str, str]
+
+    @property
+    def hdrs(self) -> dict[str, str]:
+        """The headers the kit trusts (the rest make the request invalid)."""
+        return self.headers.text
+
+    @classmethod
+    def of(cls, msg: KafkaMessage) -> Incoming:
+        record = msg.raw_message
+        source = {}
+        if not isinstance(record, tuple):
+            source = {
+                SOURCE_TOPIC: record.topic,
+                SOURCE_PARTITION: str(record.partition),
+                SOURCE_OFFSET: str(record.offset),
+            }
+        return cls(msg.body, read_headers(raw_headers(msg)), source)
 
 
 @dataclass(frozen=True)
@@ -58,6 +96,8 @@ class Server:
         retry: RetryPolicy,
         broker: KafkaBroker,
         store: UnitStore,
+        *,
+        cpu_clock: CpuClock = time.process_time_ns,
     ) -> None:
         self.unit = unit
         self.contract = binding.contract
@@ -66,46 +106,66 @@ class Server:
         self.broker = broker
         self.store = store
         self.meter = UnitMeter(unit, self.contract)
+        self.cpu_clock = cpu_clock
 
     async def on_message(self, msg: KafkaMessage) -> None:
-        raw: bytes = msg.body
-        hdrs = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+        incoming = Incoming.of(msg)
+        hdrs = incoming.hdrs
         try:
-            request = self._parse(raw, hdrs)
+            request = self._parse(incoming)
         except ContractViolation as bad:
-            await self._reject(raw, hdrs, bad)
+            await self._reject(incoming, bad)
             return
         if hdrs.get(h.SHADOW) == "1":
-            await self._shadow(raw, hdrs, request)
+            await self._shadow(incoming, request)
             return
-        answer = await self._attempt(raw, hdrs, request, shadow=False)
+        answer = await self._attempt(incoming, request, shadow=False)
         if answer is not None:
             await self._send_final(answer, hdrs)
 
-    def _parse(self, raw: bytes, hdrs: dict[str, str]) -> BaseModel:
+    async def undecodable(self, skipped: Skipped) -> None:
+        """A record the Kafka client cannot decode: dead-lettered without its bytes (they stay
+        in the request topic, at the offset the dead letter names)."""
+        source = {
+            SOURCE_TOPIC: skipped.topic,
+            SOURCE_PARTITION: str(skipped.partition),
+            SOURCE_OFFSET: str(skipped.offset),
+        }
+        incoming = Incoming(b"", Headers({}, {}), source)
+        await self._dead_letter(incoming, "unreadable", skipped.reason)
+        self.meter.counted("invalid")
+
+    def _parse(self, incoming: Incoming) -> BaseModel:
+        raw, hdrs = incoming.raw, incoming.hdrs
         if len(raw) > MAX_MESSAGE_BYTES:
             raise ContractViolation("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+        if incoming.headers.problems:
+            raise ContractViolation("bad_header", "; ".join(incoming.headers.problems))
         missing = [name for name in REQUIRED_HEADERS if not hdrs.get(name)]
         if missing:
             raise ContractViolation("missing_header", f"required headers missing: {missing}")
         try:
             data = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except RecursionError as exc:  # `[[[[...` deep enough for the parser to give up
+            raise ContractViolation("not_json", f"nested too deeply: {exc}") from exc
+        except ValueError as exc:  # not JSON, not UTF-8, or a number beyond int()'s 4300 digits
             raise ContractViolation("not_json", str(exc)) from exc
         try:
             return self.contract.request_model.model_validate(data)
         except ValidationError as exc:
             raise ContractViolation("schema_invalid", _errors(exc)) from exc
 
-    async def _reject(self, raw: bytes, hdrs: dict[str, str], bad: ContractViolation) -> None:
-        await self._dead_letter(raw, hdrs, bad.reason, bad.detail)
+    async def _reject(self, incoming: Incoming, bad: ContractViolation) -> None:
+        await self._dead_letter(incoming, bad.reason, bad.detail)
+        hdrs = incoming.hdrs
         if hdrs.get(h.CORRELATION_ID):  # tell a waiting caller now, not at its timeout
             await self._error(hdrs, "invalid_request", str(bad), "invalid")
         else:
             self.meter.counted("invalid")
 
-    async def _shadow(self, raw: bytes, hdrs: dict[str, str], request: BaseModel) -> None:
+    async def _shadow(self, incoming: Incoming, request: BaseModel) -> None:
         """A dry run: the handler runs in a transaction that is rolled back, never remembered."""
+        hdrs = incoming.hdrs
         if _expired(hdrs):
             await self._error(hdrs, "deadline_exceeded", _late(hdrs), "failed")
             return
@@ -114,17 +174,17 @@ class Server:
             await self._error(hdrs, "dry_run_unsupported", detail, "shadow")
             return
         with serving_dry_run():
-            answer = await self._attempt(raw, hdrs, request, shadow=True)
+            answer = await self._attempt(incoming, request, shadow=True)
         if answer is not None:
             self._account(answer, hdrs)
             await self._publish(answer.reply.body, dict(answer.reply.headers), hdrs)
 
     async def _attempt(
-        self, raw: bytes, hdrs: dict[str, str], request: BaseModel, *, shadow: bool
+        self, incoming: Incoming, request: BaseModel, *, shadow: bool
     ) -> Answer | None:
         """The answer, committed; a technical failure rolls back and is retried, then
         dead-lettered and answered `unit_failed`, which is not remembered (a re-send runs)."""
-        policy = self.retry
+        policy, hdrs = self.retry, incoming.hdrs
         for attempt in range(1, policy.attempts + 1):
             try:
                 async with self.store.transaction(rollback_only=shadow) as tx:
@@ -134,7 +194,7 @@ class Server:
                 if attempt < policy.attempts:
                     await asyncio.sleep(policy.backoff.delay(attempt))
                     continue
-                await self._dead_letter(raw, hdrs, "handler_failed", repr(exc))
+                await self._dead_letter(incoming, "handler_failed", repr(exc))
                 await self._error(hdrs, "unit_failed", repr(exc), "failed")
         return None
 
@@ -156,15 +216,17 @@ class Server:
         return answer
 
     async def _run(self, hdrs: dict[str, str], request: BaseModel, *, outcome: str) -> Answer:
-        started_cpu, started = time.process_time(), time.perf_counter()
+        """Run the handler; a business error is an answer too, and its CPU cost as much."""
+        started_cpu, started = self.cpu_clock(), time.perf_counter()
         try:
             reply = await self.handler(request)
         except BusinessError as err:
             failed = "business_error" if outcome == "ok" else outcome
-            elapsed = time.perf_counter() - started
-            return self._answer(hdrs, None, failed, error=(err.code, err.detail), seconds=elapsed)
-        elapsed, cpu_s = time.perf_counter() - started, time.process_time() - started_cpu
-        return self._answer(hdrs, reply, outcome, cpu_s=cpu_s, seconds=elapsed)
+            elapsed, cpu_ns = time.perf_counter() - started, self.cpu_clock() - started_cpu
+            error = (err.code, err.detail)
+            return self._answer(hdrs, None, failed, error=error, cpu_ns=cpu_ns, seconds=elapsed)
+        elapsed, cpu_ns = time.perf_counter() - started, self.cpu_clock() - started_cpu
+        return self._answer(hdrs, reply, outcome, cpu_ns=cpu_ns, seconds=elapsed)
 
     def _answer(
         self,
@@ -173,20 +235,19 @@ class Server:
         outcome: str,
         *,
         error: tuple[str, str] | None = None,
-        cpu_s: float = 0.0,
+        cpu_ns: int = 0,
         seconds: float | None = None,
     ) -> Answer:
-        """The reply's body and headers, with cost and price from the contract."""
-        pricing = self.contract.pricing
-        cost = pricing.cost_per_call + pricing.cost_per_cpu_second * Decimal(f"{cpu_s:.6f}")
-        shadow = hdrs.get(h.SHADOW) == "1"
-        price = pricing.price_per_call if error is None and not shadow else Decimal(0)
+        """The reply's body and headers, with cost and price from the contract, written
+        exactly (a rounded header would disagree with the unit's own metrics)."""
+        cost = self.meter.cost(cpu_ns)
+        price = self.meter.price(billed=error is None and hdrs.get(h.SHADOW) != "1")
         out = {
             h.MESSAGE_ID: uuid.uuid4().hex,
             h.CORRELATION_ID: hdrs.get(h.CORRELATION_ID, ""),
             h.UNIT: self.unit,
-            h.COST: f"{cost:.6f}",
-            h.PRICE: f"{price:.6f}",
+            h.COST: format(cost, "f"),
+            h.PRICE: format(price, "f"),
             h.HANDLER_MS: f"{(seconds or 0.0) * 1000:.3f}",
         }
         if error is not None:
@@ -235,18 +296,32 @@ class Server:
                 out[name] = hdrs[name]
         await self.broker.publish(body, self.contract.reply_topic, key=_key(hdrs), headers=out)
 
-    async def _dead_letter(
-        self, raw: bytes, hdrs: dict[str, str], reason: str, detail: str
-    ) -> None:
-        log.warning("%s -> DLQ (%s): %s", self.contract.capability, reason, detail)
+    async def _dead_letter(self, incoming: Incoming, reason: str, detail: str) -> None:
+        """The original bytes and headers (escaped where not text), the reason, and where the
+        record lies; a copy too large to write goes without its bytes, which stay in place."""
+        where = incoming.source.get(SOURCE_OFFSET, "?")
+        log.warning("%s@%s -> DLQ (%s): %s", self.contract.capability, where, reason, detail)
         self.meter.dead_lettered(reason)
-        out = {**hdrs, h.ERROR: reason, h.ERROR_DETAIL: detail[:1000], h.UNIT: self.unit}
-        await self.broker.publish(raw, self.contract.dlq_topic, key=_key(hdrs), headers=out)
+        out = {
+            **incoming.headers.shown,
+            **incoming.source,
+            h.ERROR: reason,
+            h.ERROR_DETAIL: detail[:1000],
+            h.UNIT: self.unit,
+        }
+        key, topic = _key(incoming.hdrs), self.contract.dlq_topic
+        try:
+            await self.broker.publish(incoming.raw, topic, key=key, headers=out)
+        except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            out[h.ERROR_DETAIL] = (
+                f"{detail[:500]} (its {len(incoming.raw)} bytes not copied: {exc!r})"
+            )
+            await self.broker.publish(b"", topic, key=key, headers=out)
 
 
 def _expired(hdrs: dict[str, str]) -> bool:
-    deadline = hdrs.get(h.DEADLINE, "")
-    return deadline.isdigit() and int(deadline) < time.time() * 1000
+    deadline = hdrs.get(h.DEADLINE, "")  # epoch ms if present (`read_headers` checked it)
+    return deadline.isascii() and deadline.isdigit() and int(deadline) < time.time() * 1000
 
 
 def _late(hdrs: dict[str, str]) -> str:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import yaml
 
+import contracts
 from gateway.definition import JOURNEYS_DIR
 from tests.e2e.ecosystem import (
     ADMIN,
@@ -25,6 +28,33 @@ from tests.e2e.ecosystem import (
 )
 
 pytestmark = pytest.mark.kafka
+# Who serves a happy order-to-delivery: FastShip is the cheaper carrier for DE.
+ORDER_SERVED = [
+    ("pricing.quote", "pricing"),
+    ("inventory.reserve", "inventory"),
+    ("fraud.score", "fraud"),
+    ("payments.charge", "payments"),
+    ("shipping.book", "fastship"),
+    ("notifications.send", "notifications"),
+]
+
+
+def declared(*served: tuple[str, str]) -> Decimal:
+    """The contracts' `price_per_call` of each (capability, unit) that served a call: what a
+    bill must total, whatever its own lines add up to."""
+    prices = {(c.capability, c.unit): c.pricing.price_per_call for c in contracts.all_contracts()}
+    return sum((prices[call] for call in served), Decimal(0))
+
+
+def billed(run: dict[str, Any]) -> Decimal:
+    return Decimal(run["bill"]["total_price"])
+
+
+def served_by(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """Each step's capability and the unit that served it, then each undo that was done."""
+    served = [(s["capability"], s["unit"]) for s in run["steps"] if s["status"] == "ok"]
+    undone = [s["compensation"] for s in run["steps"] if s["compensation"]]
+    return served + [(c["capability"], c["unit"]) for c in undone if c["outcome"] == "ok"]
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +79,8 @@ def test_independent_steps_overlap_in_time(eco: Ecosystem) -> None:
         fraud_end = fraud["started_ms"] + fraud["latency_ms"]
         overlaps += reserve["started_ms"] < fraud_end and fraud["started_ms"] < reserve_end
         assert steps["pay"]["started_ms"] >= max(reserve_end, fraud_end) - 1
+        assert served_by(run) == ORDER_SERVED
+        assert billed(run) == declared(*ORDER_SERVED), run["bill"]
     assert overlaps >= 4, f"reserve and fraud overlapped in only {overlaps} of 5 runs"
 
 
@@ -70,12 +102,16 @@ def test_failure_compensates_completed_steps_in_reverse_order(eco: Ecosystem) ->
     assert run["compensated"] is True
     prices = {line["step"] for line in run["bill"]["by_step"]}
     assert {"pay.compensate", "reserve.compensate"} <= prices
+    kept_then_undone = [*ORDER_SERVED[:4], ("payments.refund", "payments")]
+    kept_then_undone.append(("inventory.release", "inventory"))
+    assert billed(run) == declared(*kept_then_undone), "refusals billed nothing, undos their price"
 
 
 def test_business_error_before_side_effects_compensates_nothing(eco: Ecosystem) -> None:
     run = run_journey(eco.gateways["gateway"], order(2, sku="tamper-58mm")).json()
     assert run["error"]["code"] == "unknown_sku"
     assert all(s["compensation"] is None for s in run["steps"])
+    assert billed(run) == 0, "a refused quote earns nothing"
 
 
 def test_failover_when_a_provider_is_down(eco: Ecosystem) -> None:
@@ -97,6 +133,7 @@ def test_failover_when_a_provider_is_down(eco: Ecosystem) -> None:
         ("payments", "ok"),
     ]
     assert run["output"]["charge_id"].startswith("ch-")
+    assert billed(run) == declared(*ORDER_SERVED), "the silent partner bills nothing"
 
 
 async def test_new_version_goes_live_under_traffic(eco: Ecosystem) -> None:
@@ -130,6 +167,8 @@ async def test_new_version_goes_live_under_traffic(eco: Ecosystem) -> None:
     assert all("version_two" not in runs[loc]["output"] for loc in before)
     entry = next(j for j in listed if j["name"] == "versioned")
     assert (entry["live_version"], entry["versions"]) == (2, [1, 2])
+    quote_and_reserve = declared(("pricing.quote", "pricing"), ("inventory.reserve", "inventory"))
+    assert {billed(runs[loc]) for loc in before + after} == {quote_and_reserve}
 
 
 def test_shadow_replies_are_scored_never_used(eco: Ecosystem) -> None:
@@ -146,6 +185,8 @@ def test_shadow_replies_are_scored_never_used(eco: Ecosystem) -> None:
         assert run["output"]["carrier"] == "DHL", "the customer gets the primary's booking"
         assert run["output"]["tracking_number"].startswith("MBS")
         assert all(line["unit"] != "fastship" for line in run["bill"]["by_step"])
+        in_house = [(c, "shipping" if u == "fastship" else u) for c, u in ORDER_SERVED]
+        assert billed(run) == declared(*in_house), "the shadow's dry run is billed nothing"
     card = httpx.get(f"{url}/scorecard", headers=CALLER).json()
     shipping = next(c for c in card["capabilities"] if c["capability"] == "shipping.book")
     fastship = next(p for p in shipping["providers"] if p["unit"] == "fastship")

@@ -24,7 +24,16 @@ import pytest
 from mbs import UnitStore
 from services.inventory.handlers import Stock
 from services.payments.handlers import CardLedger
-from tests.e2e.ecosystem import UNITS, Ecosystem, order, run_journey, steps_of, submit, wait_all
+from tests.e2e.ecosystem import (
+    ADMIN,
+    UNITS,
+    Ecosystem,
+    order,
+    run_journey,
+    steps_of,
+    submit,
+    wait_all,
+)
 from tests.kafka_probe import Probe
 
 pytestmark = pytest.mark.kafka
@@ -105,7 +114,7 @@ async def test_two_gateways_share_the_work_exactly_once(
 
 
 async def _journeys_counted(client: httpx.AsyncClient) -> int:
-    text = (await client.get("/metrics/")).text
+    text = (await client.get("/metrics/", headers=ADMIN)).text
     pattern = r'^mbs_journeys_total\{journey="order-to-delivery",.*\} (\S+)$'
     return int(sum(float(v) for v in re.findall(pattern, text, re.MULTILINE)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,16 @@ def test_step_without_reply_times_out_with_504(
     (journeys / "lonely.yaml").write_text(yaml.safe_dump(doc))
     app = create_app(settings.model_copy(update={"journeys_dir": journeys}), Catalog([silent]))
     with TestClient(app, headers={"X-API-Key": "dev-caller-key"}) as client:
-        assert client.get("/readyz").json() == {"ready": True}
+        deadline = time.monotonic() + 30  # ready once the journey log is replayed
+        while (ready := client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.json()
+            time.sleep(0.1)
+        assert ready.json() == {
+            "ready": True,
+            "started": True,
+            "kafka_reachable": True,
+            "journeys_replayed": True,
+        }
         response = client.post("/journeys/lonely", json={"sku": "grinder-c40"})
         assert response.status_code == 504
         run = response.json()

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 import contracts
 from gateway.catalog import Catalog
 from gateway.definition import JOURNEYS_DIR, load_all, load_file
 from mbs import JourneyDefinitionError
+from mbs.errors import MalformedDefinition
 
 CATALOG = Catalog(contracts.all_contracts())
 
 
 def write(tmp_path: Path, doc: dict[str, object]) -> Path:
     path = tmp_path / "journey.yaml"
-    path.write_text(yaml.safe_dump(doc))
+    path.write_text(json.dumps(doc))  # YAML 1.2 reads JSON; shared dicts make no aliases
     return path
 
 
@@ -100,3 +101,31 @@ def test_not_yaml_is_refused(tmp_path: Path) -> None:
 def test_duplicate_step_ids_are_refused(tmp_path: Path) -> None:
     with pytest.raises(JourneyDefinitionError, match="repeated"):
         load_file(write(tmp_path, journey(QUOTE, {**QUOTE})), CATALOG)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "name: &n t\nversion: 1\nsteps: []\nother: *n",
+        "a: &a [x, x, x]\nb: &b [*a, *a, *a]\nc: [*b, *b, *b]",  # the start of a billion laughs
+    ],
+)
+def test_yaml_anchors_and_aliases_are_refused_before_expansion(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "journey.yaml"
+    path.write_text(text)
+    with pytest.raises(MalformedDefinition, match="anchors and aliases"):
+        load_file(path, CATALOG)
+
+
+def test_a_step_reading_from_a_step_of_an_unknown_capability_is_refused_not_crashed(
+    tmp_path: Path,
+) -> None:
+    unknown = {"id": "ghost", "capability": "nobody.offers", "input": {}}
+    reader = {
+        "id": "quote",
+        "capability": "pricing.quote",
+        "after": ["ghost"],
+        "input": {"sku": "$steps.ghost.sku", "quantity": 1},
+    }
+    with pytest.raises(JourneyDefinitionError, match=r"unknown capability 'nobody\.offers'"):
+        load_file(write(tmp_path, journey(unknown, reader)), CATALOG)

@@ -4,6 +4,7 @@ retries, message ids, settling unknown calls, compensation order, parking a fail
 from __future__ import annotations
 
 import asyncio
+from decimal import Decimal
 from typing import Any
 
 from gateway.definition import JourneyDefinition
@@ -45,6 +46,22 @@ def _run(world: World, definition: JourneyDefinition) -> JourneyRun:
     return run
 
 
+def _declared(world: World, *served: tuple[str, str]) -> Decimal:
+    """What the bill must total: the contracts' `price_per_call` of each (capability, unit)
+    that served a call, not the sum of the bill's own lines."""
+    total = Decimal(0)
+    for capability, unit in served:
+        contract = world.catalog.get(capability, unit)
+        assert contract is not None, (capability, unit)
+        total += contract.pricing.price_per_call
+    return total
+
+
+def _total(run: JourneyRun) -> Decimal:
+    assert run.bill is not None
+    return run.bill.total_price
+
+
 FAILOVER = {"policy": "failover", "units": ["c0", "p0"], "failover": True}
 
 
@@ -57,6 +74,7 @@ def test_a_business_error_fails_over_to_the_next_provider() -> None:
         ("p0", "ok"),
     ]
     assert run.steps[0].unit == "p0"
+    assert _total(run) == _declared(world, ("c0.act", "p0")), "the refusal is not billed"
 
 
 def test_without_failover_a_business_error_fails_the_run() -> None:
@@ -65,6 +83,7 @@ def test_without_failover_a_business_error_fails_the_run() -> None:
     run = _run(world, definition)
     assert run.status == "failed"
     assert [c.unit for c in run.steps[0].calls] == ["c0"]
+    assert _total(run) == 0
 
 
 def test_a_retryable_error_is_retried_under_a_fresh_message_id() -> None:
@@ -75,6 +94,7 @@ def test_a_retryable_error_is_retried_under_a_fresh_message_id() -> None:
     ids = [c.message_id for c in run.steps[0].calls]
     assert ids == [f"{run.run_id}:s0:c0:{n}" for n in (1, 2, 3)]
     assert [c.outcome for c in run.steps[0].calls] == ["retryable", "failed", "ok"]
+    assert _total(run) == _declared(world, ("c0.act", "c0")), "only the served attempt is billed"
 
 
 def test_a_reply_lost_after_the_work_is_settled_and_the_work_used_once() -> None:
@@ -83,6 +103,7 @@ def test_a_reply_lost_after_the_work_is_settled_and_the_work_used_once() -> None
     assert run.status == "completed"
     assert len(world.effects) == 1
     assert run.steps[0].output == {"value": 1, "effect_id": "e1"}
+    assert _total(run) == _declared(world, ("c0.act", "c0")), "the work is billed once"
 
 
 def test_a_crash_after_the_unit_did_the_work_resumes_without_doing_it_twice() -> None:
@@ -94,6 +115,7 @@ def test_a_crash_after_the_unit_did_the_work_resumes_without_doing_it_twice() ->
     assert len(world.effects) == 2
     assert world.life > 2  # it did crash and resume
     assert len(run.steps[0].calls) == 1
+    assert _total(run) == _declared(world, ("c0.act", "c0"), ("c1.act", "c1"))
 
 
 def test_completed_steps_are_undone_newest_first_when_a_later_one_fails() -> None:
@@ -108,6 +130,8 @@ def test_completed_steps_are_undone_newest_first_when_a_later_one_fails() -> Non
     assert run.compensated is True
     assert world.undo_log == ["e2", "e1"]
     assert all(s.compensation is not None and s.compensation.outcome == "ok" for s in run.steps[:2])
+    done_and_undone = [("c0.act", "c0"), ("c1.act", "c1"), ("c1.undo", "c1"), ("c0.undo", "c0")]
+    assert _total(run) == _declared(world, *done_and_undone)
 
 
 def test_a_parallel_branch_failing_undoes_its_sibling_whatever_its_progress() -> None:
@@ -128,6 +152,7 @@ def test_an_undo_that_keeps_failing_is_parked_not_reported_compensated() -> None
     assert run.parked == [f"{run.run_id}:s0:c0:1"]
     assert len(run.steps[0].calls[0].undos) == 4
     assert world.effects["e1"].undone == 0
+    assert _total(run) == _declared(world, ("c0.act", "c0")), "refused undos are not billed"
 
 
 def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> None:
@@ -143,6 +168,7 @@ def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> 
     assert run.steps[0].providers == ["c0", "p0"]
     calls = [(c.unit, c.outcome) for c in run.steps[0].calls]
     assert calls == [("c0", "interrupted"), ("c0", "business_error"), ("p0", "ok")]
+    assert _total(run) == _declared(world, ("c0.act", "p0"))
 
 
 def test_a_silent_provider_does_not_hold_the_caller_its_call_is_settled_after() -> None:
@@ -155,6 +181,7 @@ def test_a_silent_provider_does_not_hold_the_caller_its_call_is_settled_after() 
     assert not run.unsettled
     assert run.steps[0].calls[0].effect == "none", "c0 refused its request: past its deadline"
     assert [e.unit for e in world.effects.values()] == ["p0"]
+    assert _total(run) == _declared(world, ("c0.act", "p0"))
 
 
 def test_a_reply_that_breaks_the_contract_is_the_providers_failure_billed_nothing() -> None:
@@ -166,6 +193,7 @@ def test_a_reply_that_breaks_the_contract_is_the_providers_failure_billed_nothin
     assert (first.outcome, first.error, first.price) == ("failed", "invalid_reply", 0)
     assert "not JSON" in first.detail
     assert second.outcome == "ok"
+    assert _total(run) == _declared(world, ("c0.act", "c0"))
 
 
 def test_the_price_billed_is_the_contracts_whatever_the_header_says() -> None:
@@ -176,6 +204,7 @@ def test_the_price_billed_is_the_contracts_whatever_the_header_says() -> None:
     assert "differs from the contract's" in call.detail
     assert run.bill is not None
     assert str(run.bill.total_price) == "0.010"
+    assert call.price == _total(run) == _declared(world, ("c0.act", "c0"))
 
 
 def test_a_side_effect_answered_with_garbage_is_parked_never_assumed() -> None:
@@ -185,3 +214,4 @@ def test_a_side_effect_answered_with_garbage_is_parked_never_assumed() -> None:
     assert run.status == "compensation_failed", "was the first charge done? nobody can say"
     assert run.output is not None, "the journey itself completed on the second attempt"
     assert run.parked == [f"{run.run_id}:s0:c0:1"]
+    assert _total(run) == _declared(world, ("c0.act", "c0")), "the garbage reply billed nothing"

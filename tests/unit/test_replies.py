@@ -63,3 +63,24 @@ def test_an_error_reply_is_billed_nothing() -> None:
     checked = check(CHARGE, _reply({}, **{h.ERROR: "card_declined"}))
     assert isinstance(checked, Checked)
     assert checked.price == 0
+
+
+def test_an_error_code_the_contract_does_not_declare_breaks_it() -> None:
+    """An undeclared code would otherwise read as a business error, "not done", while the
+    provider may have done it."""
+    declared = CHARGE.errors[0].code
+    assert isinstance(check(CHARGE, _reply(b"", **{h.ERROR: declared})), Checked)
+    refused = check(CHARGE, _reply(b"", **{h.ERROR: "made_up"}))
+    assert isinstance(refused, str)
+    assert "'made_up' is not declared" in refused
+    for code in h.PLATFORM_ERRORS:
+        assert isinstance(check(CHARGE, _reply(b"", **{h.ERROR: code})), Checked), code
+
+
+@pytest.mark.parametrize(("given", "kept"), [("abc", None), ("-3", None), ("12.5", 12.5)])
+def test_a_handler_time_that_is_no_number_is_dropped_not_fatal(
+    given: str, kept: float | None
+) -> None:
+    checked = check(CHARGE, _reply(GOOD, **{h.HANDLER_MS: given}))
+    assert isinstance(checked, Checked)
+    assert checked.handler_ms == kept

@@ -16,7 +16,7 @@ class ChargeRequest(BaseModel):
     customer_id: str = Field(min_length=1, max_length=64)
     amount: PositiveMoney
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
-    card_token: str = Field(min_length=4, max_length=64)
+    card_token: str = Field(min_length=4, max_length=64, json_schema_extra={"writeOnly": True})
 
 
 class Charge(BaseModel):
