@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# demo-secure runs its own secure broker here, beside (never instead of) the plain one on 9092
+SECURE_PORT ?= 9192
 
 
 .PHONY: setup demo demo-secure test test-fast lint broker-up broker-down clean help
@@ -23,8 +25,8 @@ $(STAMP): pyproject.toml
 demo: setup  ## Local Kafka, the units, the gateway: run journeys and show their bills
 	$(BIN)/mbs demo
 
-demo-secure: setup  ## The same demo on a SASL/SCRAM broker with ACLs, a principal per process
-	$(BIN)/mbs demo --secure
+demo-secure: setup  ## The same demo on its own SASL/SCRAM broker with ACLs (port 9192)
+	MBS_BROKER_PORT=$(SECURE_PORT) $(BIN)/mbs demo --secure
 
 test: setup  ## The whole suite (starts the real Kafka broker if none is running)
 	$(BIN)/pytest

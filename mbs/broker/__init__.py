@@ -1,7 +1,8 @@
 """The local Kafka broker (`mbs broker up|down|status|logs`), its secure mode (SCRAM
 principals and ACLs), and provisioning the ecosystem and partners on it."""
 
-from mbs.broker.local import KAFKA_VERSION, BrokerStatus, LocalBroker
+from mbs.broker.jars import KAFKA_VERSION
+from mbs.broker.local import MAX_PORT, MIN_PORT, BrokerStatus, LocalBroker
 from mbs.broker.security import Credentials
 
-__all__ = ["KAFKA_VERSION", "BrokerStatus", "Credentials", "LocalBroker"]
+__all__ = ["KAFKA_VERSION", "MAX_PORT", "MIN_PORT", "BrokerStatus", "Credentials", "LocalBroker"]

@@ -10,19 +10,18 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from mbs.broker import jars
+from mbs.broker.jars import DEPLOY_DIR, KAFKA_VERSION, MARKER_JAR, Progress, require_tool
 from mbs.errors import BrokerError
 from mbs.settings import Settings
 
-KAFKA_VERSION = "3.9.1"
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "kafka"
-_MARKER_JAR = f"kafka_2.13-{KAFKA_VERSION}.jar"
-
-Progress = Callable[[str], None]
+# Below 1024 a port needs root (a developer's broker should never run as root), and the
+# controller listens on port + 1, so the broker's port is at most 65534.
+MIN_PORT, MAX_PORT = 1024, 65534
 
 
 def _quiet(_: str) -> None:
@@ -39,12 +38,14 @@ class BrokerStatus:
     data_dir: Path
     log_file: Path
     pid: int | None
+    secure: bool = False
 
 
 class LocalBroker:
     """Fetches, formats, starts and stops one local Kafka broker on 127.0.0.1."""
 
     def __init__(self, settings: Settings, *, secure: bool = False) -> None:
+        self.settings = settings
         self.secure = secure
         self.port = settings.broker_port
         self.controller_port = settings.broker_port + 1
@@ -65,47 +66,28 @@ class LocalBroker:
     # -- jars -------------------------------------------------------------------------------
 
     def jars_cached(self) -> bool:
-        return (self.libs_dir / _MARKER_JAR).is_file()
+        return (self.libs_dir / MARKER_JAR).is_file()
 
     def fetch_jars(self, progress: Progress = _quiet) -> None:
         """Download Kafka and its runtime jars through Maven, once; later calls reuse them."""
-        if self.jars_cached():
-            return
-        mvn = _require_tool("mvn", "Maven 3.6+ (Debian: apt-get install maven)")
-        staging = self.libs_dir.with_name("libs.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [
-            mvn,
-            "-B",
-            "-f",
-            str(DEPLOY_DIR / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={staging}",
-            "-DincludeScope=runtime",
-        ]
-        progress(f"fetching Apache Kafka {KAFKA_VERSION} jars from Maven Central (first run only)")
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert proc.stdout is not None
-        tail: list[str] = []
-        downloaded = 0
-        for line in proc.stdout:
-            tail = [*tail[-30:], line.rstrip()]
-            if "Downloaded from" in line:
-                downloaded += 1
-                if downloaded % 25 == 0:
-                    progress(f"  {downloaded} artifacts downloaded")
-        if proc.wait() != 0 or not (staging / _MARKER_JAR).is_file():
-            raise BrokerError(
-                "Maven could not fetch the Kafka jars. Last output:\n"
-                + "\n".join(tail)
-                + "\nCheck that Maven Central is reachable, or set MBS_KAFKA_BOOTSTRAP "
-                "to use an existing cluster."
-            )
-        shutil.rmtree(self.libs_dir, ignore_errors=True)
-        staging.rename(self.libs_dir)
-        progress(f"  {len(list(self.libs_dir.glob('*.jar')))} jars cached in {self.libs_dir}")
+        if not self.jars_cached():
+            jars.fetch_jars(self.libs_dir, progress)
 
     # -- lifecycle --------------------------------------------------------------------------
+
+    @classmethod
+    def on_port(cls, settings: Settings, secure: bool | None = None) -> LocalBroker:
+        """The broker on the settings' port in the mode asked; `None`: whichever runs there
+        (plain and secure keep separate state, but share the port)."""
+        if secure is not None:
+            return cls(settings, secure=secure)
+        plain = cls(settings)
+        other = cls(settings, secure=True)
+        return other if plain._live_pid() is None and other._live_pid() is not None else plain
+
+    @property
+    def mode(self) -> str:
+        return "secure" if self.secure else "plain"
 
     def status(self) -> BrokerStatus:
         pid = self._live_pid()
@@ -116,23 +98,23 @@ class LocalBroker:
             data_dir=self.data_dir,
             log_file=self.log_file,
             pid=pid,
+            secure=self.secure,
         )
 
     def up(self, progress: Progress = _quiet) -> BrokerStatus:
-        """Start the broker and return once it accepts connections; a running one is kept."""
+        """Start the broker and return once it accepts connections; a running one is kept.
+        Interrupted or failed during start-up, it leaves no java process behind."""
         if (pid := self._live_pid()) is not None:
             progress(f"broker already running (pid {pid}) on {self.address}")
             return self.status()
-        if _port_open(self.port):
-            raise BrokerError(
-                f"port {self.port} is taken by another process. Stop it, pick another port "
-                "with MBS_BROKER_PORT, or point at that cluster with MBS_KAFKA_BOOTSTRAP."
-            )
-        java = _require_tool("java", "a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)")
+        self._check_ports_free()
+        java = require_tool("java", "a JDK 17+ (Debian: apt-get install openjdk-17-jre-headless)")
         self.fetch_jars(progress)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._render_properties()
         if not (self.data_dir / "meta.properties").is_file():
+            # principals live in the data: credentials of an older data dir are void
+            shutil.rmtree(self.run_dir / "credentials", ignore_errors=True)
             self._format_storage(java)
         progress(f"starting Kafka {KAFKA_VERSION} on {self.address}")
         started = time.monotonic()
@@ -150,8 +132,14 @@ class LocalBroker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.pid_file.write_text(str(proc.pid))
-        self._wait_ready(proc)
+        try:
+            self.pid_file.write_text(str(proc.pid))
+            self._wait_ready(proc)
+        except BaseException:  # Ctrl-C or a failed start: no half-started broker stays
+            _stop(proc.pid)
+            proc.wait()
+            self.pid_file.unlink(missing_ok=True)
+            raise
         progress(f"broker ready on {self.address} in {time.monotonic() - started:.1f}s")
         return self.status()
 
@@ -162,18 +150,27 @@ class LocalBroker:
             self.pid_file.unlink(missing_ok=True)
             progress("broker not running")
             return False
-        progress(f"stopping broker (pid {pid})")
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 30
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            while _alive(pid):
-                time.sleep(0.1)
+        progress(f"stopping the {self.mode} broker (pid {pid})")
+        _stop(pid)
         self.pid_file.unlink(missing_ok=True)
         progress("broker stopped")
         return True
+
+    def _check_ports_free(self) -> None:
+        twin = LocalBroker(self.settings, secure=not self.secure)
+        if (pid := twin._live_pid()) is not None:
+            raise BrokerError(
+                f"a {twin.mode} broker already runs on {self.address} (pid {pid}). Stop it "
+                f"with `mbs broker down --port {self.port}`, or pick another port with --port "
+                "or MBS_BROKER_PORT."
+            )
+        for port, what in ((self.port, "port"), (self.controller_port, "controller port")):
+            if _port_open(port):
+                raise BrokerError(
+                    f"{what} {port} is taken by another process. Stop it, pick another port "
+                    "with MBS_BROKER_PORT (the controller uses port + 1), or point at that "
+                    "cluster with MBS_KAFKA_BOOTSTRAP."
+                )
 
     def logs(self, lines: int) -> list[str]:
         if not self.log_file.is_file():
@@ -277,14 +274,18 @@ class LocalBroker:
         return pid if _alive(pid) and _is_kafka(pid) else None
 
 
-def _require_tool(name: str, what: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise BrokerError(
-            f"`{name}` was not found on PATH. The local broker needs {what}. "
-            "Install it, or set MBS_KAFKA_BOOTSTRAP to use an existing Kafka cluster."
-        )
-    return path
+def _stop(pid: int, grace_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; returns once the process is gone."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        while _alive(pid):
+            time.sleep(0.1)
 
 
 def _alive(pid: int) -> bool:

@@ -8,19 +8,31 @@ from collections.abc import Callable, Sequence
 
 from mbs import wire as h
 from mbs.broker.local import LocalBroker
-from mbs.broker.security import GATEWAY, Credentials, SecurityAdmin, gateway_grants, unit_grants
+from mbs.broker.security import (
+    GATEWAY,
+    Credentials,
+    SecurityAdmin,
+    gateway_grants,
+    platform_grants,
+    unit_grants,
+)
 from mbs.contract.model import Contract
 from mbs.contract.registry import Registry
 from mbs.errors import MbsError
 from mbs.kafka.connection import Connection
+from mbs.kafka.quarantine import dlq_topic
 from mbs.settings import Settings
 
 COMPACT = {"cleanup.policy": "compact"}
 
 
 def platform_topics(admin: SecurityAdmin, settings: Settings) -> None:
-    admin.topics([settings.contracts_topic, settings.definitions_topic], 1, COMPACT)
+    """The compacted platform topics, certifications included: the gateway may read them but
+    not create them, and a topic it may not see is "not authorized" on every poll."""
+    single = [settings.contracts_topic, settings.definitions_topic, settings.certifications_topic]
+    admin.topics([*single, *(dlq_topic(t) for t in single)], 1, COMPACT)
     admin.topics([settings.journeys_topic], 6, COMPACT)
+    admin.topics([dlq_topic(settings.journeys_topic)], 1, COMPACT)
 
 
 def unit_topics(admin: SecurityAdmin, unit: str, contracts: list[Contract]) -> None:
@@ -34,27 +46,34 @@ def provision_ecosystem(
     settings: Settings,
     everything: Sequence[Contract],
     say: Callable[[str], None],
-) -> None:
-    """Topics, one principal per unit and the gateway, ACLs, and the registered contracts."""
+) -> list[str]:
+    """Topics, one principal per unit and the gateway, ACLs, and the registered contracts.
+    Run again, it adds what is new (a unit added to the checkout since) and keeps every
+    existing principal's password; returns the principals it created."""
     folder = broker.run_dir / "credentials"
-    if (folder / f"{GATEWAY}.env").is_file():
-        say(f"secure broker already provisioned; credentials in {folder}")
-        return
     admin = SecurityAdmin(broker.address, broker.admin_password())
     platform_topics(admin, settings)
     by_unit: dict[str, list[Contract]] = {}
     for contract in everything:
         by_unit.setdefault(contract.unit, []).append(contract)
+    created = []
     for unit, offered in sorted(by_unit.items()):
         unit_topics(admin, unit, offered)
         admin.grant(unit, unit_grants(unit, offered))
-        admin.principal(unit).save(folder)
-    admin.grant(
-        GATEWAY, gateway_grants(everything, settings.gateway_group, settings.contracts_topic)
-    )
-    admin.principal(GATEWAY).save(folder)
+        if not (folder / f"{unit}.env").is_file():
+            admin.principal(unit).save(folder)
+            created.append(unit)
+    grants = gateway_grants(everything, settings.gateway_group, settings.contracts_topic)
+    admin.grant(GATEWAY, grants + platform_grants(settings))
+    if not (folder / f"{GATEWAY}.env").is_file():
+        admin.principal(GATEWAY).save(folder)
+        created.append(GATEWAY)
     register_as_admin(broker, settings, list(everything))
-    say(f"provisioned {len(by_unit)} unit principals and the gateway; credentials in {folder}")
+    if created:
+        say(f"provisioned principals {', '.join(created)}; credentials in {folder}")
+    else:
+        say(f"secure broker already provisioned for all {len(by_unit)} units; {folder}")
+    return created
 
 
 def register_as_admin(broker: LocalBroker, settings: Settings, found: list[Contract]) -> None:

@@ -25,6 +25,8 @@ from confluent_kafka.admin import (
 from mbs import wire as h
 from mbs.contract.model import Contract
 from mbs.errors import MbsError
+from mbs.kafka.quarantine import dlq_topic
+from mbs.settings import Settings
 
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
 TOPIC, GROUP = ResourceType.TOPIC, ResourceType.GROUP
@@ -60,8 +62,9 @@ class Credentials:
         path = directory / f"{username}.env"
         if not path.is_file():
             raise MbsError(
-                f"no credentials for {username!r} in {directory}; "
-                "run `mbs broker up --secure` or `mbs partners add`"
+                f"no credentials for {username!r} in {directory}: `mbs broker up --secure` "
+                "provisions every unit of this checkout (new ones too), `mbs partners add "
+                f"{username}` a partner from its contract file"
             )
         values = dict(line.split("=", 1) for line in path.read_text().splitlines() if line)
         return cls(values["MBS_KAFKA_USERNAME"], values["MBS_KAFKA_PASSWORD"])
@@ -88,6 +91,32 @@ def gateway_grants(contracts: Iterable[Contract], group: str, contracts_topic: s
     for c in contracts:
         grants += [(TOPIC, c.request_topic, LITERAL, op) for op in (WRITE, DESCRIBE)]
     return grants
+
+
+def platform_grants(settings: Settings) -> list[Grant]:
+    """The gateway reads the certifications it is configured with, and copies a registry or
+    certification record it cannot use to that topic's dead-letter topic, creating it if
+    missing as every reader's quarantine does (the journey topics' are under its
+    `mbs.journeys.` prefix)."""
+    grants: list[Grant] = [
+        (TOPIC, settings.certifications_topic, LITERAL, op) for op in (READ, DESCRIBE)
+    ]
+    for topic in (settings.contracts_topic, settings.certifications_topic):
+        grants += [(TOPIC, dlq_topic(topic), LITERAL, op) for op in (WRITE, CREATE, DESCRIBE)]
+    return grants
+
+
+def ecosystem_grants(contracts: Iterable[Contract], settings: Settings) -> dict[str, list[Grant]]:
+    """Every principal's grants (each unit's, the gateway's): the one list that both
+    `mbs broker up --secure` and the KafkaUsers of deploy/k8s grant, so they cannot drift."""
+    offered = list(contracts)
+    by_unit: dict[str, list[Contract]] = {}
+    for contract in offered:
+        by_unit.setdefault(contract.unit, []).append(contract)
+    found = {unit: unit_grants(unit, mine) for unit, mine in sorted(by_unit.items())}
+    gateway = gateway_grants(offered, settings.gateway_group, settings.contracts_topic)
+    found[GATEWAY] = gateway + platform_grants(settings)
+    return found
 
 
 class SecurityAdmin:
@@ -131,9 +160,10 @@ class SecurityAdmin:
                     raise MbsError(f"creating topic {name} failed: {exc}") from exc
 
     def grant(self, principal: str, grants: Iterable[Grant]) -> None:
+        """Allow each grant (the broker keeps an ACL once, however often it is granted)."""
         bindings = [
             AclBinding(kind, name, pattern, f"User:{principal}", "*", op, AclPermissionType.ALLOW)
-            for kind, name, pattern, op in grants
+            for kind, name, pattern, op in dict.fromkeys(grants)
         ]
         for future in self.client.create_acls(bindings).values():
             future.result(30)

@@ -1,180 +1,164 @@
-"""The `mbs` command line: local broker, unit and gateway processes, the demo."""
+"""The `mbs` command line: every command group in the order a user needs them (run, broker,
+contracts, partners, reports), `--version`, `-h`, and one table of exit codes."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
 import sys
-import time
+from importlib import metadata
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.logging import RichHandler
+from pydantic import ValidationError
+from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperGroup
 
-from mbs.broker.local import LocalBroker
-from mbs.cli import console as mbs_console
+from mbs.broker import KAFKA_VERSION
 from mbs.cli import reports
+from mbs.cli.broker import app as broker_app
+from mbs.cli.common import PortOption, SecureOption, console, local_broker, say, settings_for
 from mbs.cli.contracts import app as contracts_app
+from mbs.cli.exits import Exit, NotRunning, Usage, code_for
+from mbs.cli.logs import configure_logging
 from mbs.cli.new import app as new_app
+from mbs.cli.output import Format, OutputOption, emit
+from mbs.cli.serve import app as run_app
 from mbs.errors import MbsError
-from mbs.settings import Settings, get_settings
-from mbs.telemetry import tracing
 from mbs.unit.ecosystem import load_ecosystem
 
-console = mbs_console.stderr()
+RUN, BROKER, CONTRACTS, PARTNERS, REPORTS = "Run", "Broker", "Contracts", "Partners", "Reports"
+# What a user does first comes first: try it, run it, then the broker, contracts, partners
+# and what the gateway measured.
+ORDER = (
+    "demo",
+    "run",
+    "units",
+    "new",
+    "broker",
+    "contracts",
+    "partners",
+    "scorecard",
+    "make-or-buy",
+    "ledger",
+)
+
+
+class _InOrder(TyperGroup):
+    """Lists commands (so help panels) in ORDER, not commands first and groups after."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's own vendored click Context
+        found = super().list_commands(ctx)
+        return sorted(found, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
 app = typer.Typer(
-    help="Micro Business Services: run units, the gateway and a local Kafka.",
+    cls=_InOrder,
+    help="Micro Business Services: run units, the gateway and a local Kafka.\n\n"
+    "Exit codes: 0 ok, 1 a check failed or nothing was found, 2 usage (bad option, argument "
+    "or input file), 3 platform error (Kafka, broker, gateway or a tool unreachable), 4 the "
+    "local broker is not running, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-broker_app = typer.Typer(
-    help="A local Apache Kafka 3.9.1 (KRaft, one node, 127.0.0.1).", no_args_is_help=True
-)
-run_app = typer.Typer(
-    help="Run one process of the ecosystem in the foreground.", no_args_is_help=True
-)
-app.add_typer(broker_app, name="broker")
-app.add_typer(run_app, name="run")
-app.add_typer(contracts_app, name="contracts")
-app.command("scorecard")(reports.scorecard)
-app.command("make-or-buy")(reports.make_or_buy)
-app.command("ledger")(reports.ledger)
-app.add_typer(new_app, name="new")
-
-SecureOption = Annotated[
-    bool, typer.Option("--secure", help="SASL/SCRAM with ACLs: one principal per unit.")
-]
-PortOption = Annotated[
-    int | None, typer.Option("--port", help="Broker port [env: MBS_BROKER_PORT, default 9092].")
-]
-
-
-def _settings(port: int | None = None) -> Settings:
-    settings = get_settings()
-    return settings.model_copy(update={"broker_port": port}) if port else settings
-
-
-def _say(message: str) -> None:
-    console.print(f"[dim]mbs[/] {message}")
-
-
-def _local_broker(port: int | None, secure: bool = False) -> LocalBroker | None:
-    settings = _settings(port)
-    if settings.kafka_bootstrap:
-        _say(f"MBS_KAFKA_BOOTSTRAP is set: using the existing cluster at {settings.bootstrap}")
-        return None
-    return LocalBroker(settings, secure=secure)
-
-
-@broker_app.command("up")
-def broker_up(port: PortOption = None, secure: SecureOption = False) -> None:
-    """Start the broker (fetching the jars on first use); returns once it accepts connections.
-    With --secure: also topics, a principal and ACLs per unit, credentials saved 0600."""
-    broker = _local_broker(port, secure)
-    if broker is not None:
-        status = broker.up(progress=_say)
-        if secure:
-            from mbs.broker.provision import provision_ecosystem
-
-            contracts = load_ecosystem().contracts()
-            provision_ecosystem(broker, _settings(port), contracts, _say)
-        _say(f"Kafka {status.version} running on [bold]{status.address}[/] (pid {status.pid})")
-
-
-@broker_app.command("down")
-def broker_down(port: PortOption = None, secure: SecureOption = False) -> None:
-    """Stop the broker and wait until its java process is gone."""
-    broker = _local_broker(port, secure)
-    if broker is not None:
-        broker.down(progress=_say)
-
-
-@broker_app.command("status")
-def broker_status(port: PortOption = None, secure: SecureOption = False) -> None:
-    """Tell whether the broker runs, its version, address and data directory (exit 3 if not)."""
-    broker = _local_broker(port, secure)
-    if broker is None:
-        return
-    status = broker.status()
-    table = Table(show_header=False, box=None)
-    table.add_row("state", "[green]running[/]" if status.running else "[red]stopped[/]")
-    table.add_row("version", status.version)
-    table.add_row("address", status.address)
-    table.add_row("pid", str(status.pid or "-"))
-    table.add_row("data dir", str(status.data_dir))
-    table.add_row("log", str(status.log_file))
-    mbs_console.stdout().print(table)
-    if not status.running:
-        raise typer.Exit(3)
-
-
-@broker_app.command("logs")
-def broker_logs(
-    port: PortOption = None,
-    secure: SecureOption = False,
-    lines: Annotated[int, typer.Option("-n", "--lines", help="How many lines.")] = 50,
-    follow: Annotated[bool, typer.Option("-f", "--follow", help="Keep printing.")] = False,
-) -> None:
-    """Print the broker's log (the last N lines; -f to follow)."""
-    broker = _local_broker(port, secure)
-    if broker is None:
-        return
-    for line in broker.logs(lines):
-        print(line)
-    if follow:
-        with broker.log_file.open() as log:
-            log.seek(0, os.SEEK_END)
-            while True:
-                line = log.readline()
-                if line:
-                    print(line, end="", flush=True)
-                else:
-                    time.sleep(0.3)
-
-
-@run_app.command("unit")
-def run_unit(name: Annotated[str, typer.Argument(help="Unit name, e.g. pricing.")]) -> None:
-    """Serve one unit's capabilities until SIGINT or SIGTERM."""
-    from mbs.unit.hosting import open_unit, serve_unit
-
-    configure_logging()
-    settings = get_settings()
-    ecosystem = load_ecosystem()
-    unit = open_unit(ecosystem, name, settings)
-    asyncio.run(serve_unit(unit, settings, port=ecosystem.ports.get(name, 0)))
-
-
-@run_app.command("gateway")
-def run_gateway(
-    host: Annotated[str | None, typer.Option(help="[env: MBS_GATEWAY_HOST]")] = None,
-    port: Annotated[int | None, typer.Option(help="[env: MBS_GATEWAY_PORT]")] = None,
-) -> None:
-    """Serve the gateway's HTTP API until SIGINT or SIGTERM."""
-    import uvicorn
-
-    configure_logging()
-    settings = get_settings()
-    tracing.setup_tracing("mbs-gateway")
-    uvicorn.run(
-        load_ecosystem().gateway_app(settings),
-        host=host or settings.gateway_host,
-        port=port or settings.gateway_port,
-        log_level="warning",
-    )
-
-
 partners_app = typer.Typer(help="Partner companies: onboarding.", no_args_is_help=True)
-app.add_typer(partners_app, name="partners")
+
+
+def version() -> str:
+    """This package's version and the Kafka it runs."""
+    try:
+        found = metadata.version("micro-business-services")
+    except metadata.PackageNotFoundError:
+        found = "unknown"
+    return f"mbs {found} (Apache Kafka {KAFKA_VERSION})"
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        print(version())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool | None,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = None,
+) -> None:
+    """Micro Business Services: run units, the gateway and a local Kafka."""
+
+
+@app.command("demo", rich_help_panel=RUN)
+def demo(
+    journeys: Annotated[int, typer.Option(min=1, help="How many sample orders to run.")] = 6,
+    secure: SecureOption = False,
+) -> None:
+    """Start Kafka, the units and the gateway; run journeys; show results and bills; clean up."""
+    from mbs.cli.demo import run_demo
+
+    ecosystem = load_ecosystem()
+    settings = settings_for()
+    sys.exit(run_demo(ecosystem, settings, journeys=journeys, say=say, secure=secure))
+
+
+app.add_typer(run_app, name="run", rich_help_panel=RUN)
+
+
+@app.command("units", rich_help_panel=RUN)
+def list_units(output: OutputOption = Format.table) -> None:
+    """List the units this checkout can run, with their capabilities."""
+    ecosystem = load_ecosystem()
+    rows: list[dict[str, Any]] = [
+        {
+            "unit": name,
+            "capability": c.capability,
+            "version": c.version,
+            "owner": c.owner,
+            "kind": c.kind,
+            "price_per_call": str(c.pricing.price_per_call),
+            "currency": c.pricing.currency,
+            "request_topic": c.request_topic,
+            "ops_port": ecosystem.ports.get(name),
+        }
+        for name in ecosystem.unit_names()
+        for c in (b.contract for b in ecosystem.load_unit(name).bindings)
+    ]
+
+    def render() -> list[Table]:
+        table = Table("unit", "capability", "version", "owner", "price/call", "request topic")
+        for r in rows:
+            price = f"{r['price_per_call']} {r['currency']}"
+            cells = (r["unit"], r["capability"], r["version"], r["owner"], price)
+            table.add_row(*cells, r["request_topic"])
+        return [table]
+
+    emit(output, rows, render)
+
+
+app.add_typer(new_app, name="new", rich_help_panel=RUN)
+app.add_typer(broker_app, name="broker", rich_help_panel=BROKER)
+app.add_typer(contracts_app, name="contracts", rich_help_panel=CONTRACTS)
+app.add_typer(partners_app, name="partners", rich_help_panel=PARTNERS)
+app.command("scorecard", rich_help_panel=REPORTS)(reports.scorecard)
+app.command("make-or-buy", rich_help_panel=REPORTS)(reports.make_or_buy)
+app.command("ledger", rich_help_panel=REPORTS)(reports.ledger)
 
 
 @partners_app.command("add")
 def partners_add(
     name: Annotated[str, typer.Argument(help="The partner unit, e.g. fastship.")],
     contract: Annotated[
-        Path | None, typer.Option(help="Its contract JSON [default: contracts/partners/NAME.json].")
+        Path | None,
+        typer.Option(
+            help="Its contract JSON (default: contracts/partners/NAME.json).", show_default=False
+        ),
     ] = None,
     port: PortOption = None,
 ) -> None:
@@ -185,71 +169,48 @@ def partners_add(
 
     path = contract or Path("contracts/partners") / f"{name}.json"
     if not path.is_file():
-        raise MbsError(f"no contract file {path}; pass --contract FILE")
-    offered = load_contract_file(path.read_text(), str(path))
+        raise Usage(f"no contract file {path}; pass --contract FILE")
+    try:
+        offered = load_contract_file(path.read_text(), str(path))
+    except MbsError as exc:
+        raise Usage(str(exc)) from None
     if {c.unit for c in offered} != {name}:
-        raise MbsError(f"{path} declares units {sorted({c.unit for c in offered})}, not {name!r}")
-    broker = _local_broker(port, secure=True)
+        raise Usage(f"{path} declares units {sorted({c.unit for c in offered})}, not {name!r}")
+    broker = local_broker(port, secure=True)
     if broker is None or not broker.status().running:
-        raise MbsError(
+        raise NotRunning(
             "partners are onboarded on the secure local broker: `mbs broker up --secure`"
         )
-    credentials = add_partner(broker, _settings(port), offered)
-    _say(f"partner {name} onboarded: {', '.join(c.request_topic for c in offered)}")
+    credentials = add_partner(broker, settings_for(port), offered)
+    say(f"partner {name} onboarded: {', '.join(c.request_topic for c in offered)}")
     print(f"MBS_KAFKA_USERNAME={credentials.username}")
     print(f"MBS_KAFKA_PASSWORD={credentials.password}")
-    _say("keep these now: the password is not shown again")
+    say("keep these now: the password is not shown again")
 
 
-@app.command("units")
-def list_units() -> None:
-    """List the units this checkout can run, with their capabilities."""
-    ecosystem = load_ecosystem()
-    table = Table("unit", "capability", "version", "owner", "price/call", "request topic")
-    for name in ecosystem.unit_names():
-        for binding in ecosystem.load_unit(name).bindings:
-            c = binding.contract
-            table.add_row(
-                name,
-                c.capability,
-                c.version,
-                c.owner,
-                f"{c.pricing.price_per_call} {c.pricing.currency}",
-                c.request_topic,
-            )
-    mbs_console.stdout().print(table)
+def _settings_problem(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        field = "_".join(str(p) for p in problem["loc"]).upper()
+        lines.append(f"  MBS_{field}: {problem['msg']}")
+    return "invalid settings in the environment:\n" + "\n".join(lines)
 
 
-@app.command("demo")
-def demo(
-    journeys: Annotated[int, typer.Option(help="How many sample orders to run.")] = 6,
-    secure: SecureOption = False,
-) -> None:
-    """Start Kafka, the units and the gateway; run journeys; show results and bills; clean up."""
-    from mbs.cli.demo import run_demo
-
-    ecosystem = load_ecosystem()
-    sys.exit(run_demo(ecosystem, get_settings(), journeys=journeys, say=_say, secure=secure))
-
-
-def configure_logging() -> None:
-    """Log as `mbs run` processes do: level from MBS_LOG_LEVEL, aiokafka quiet."""
-    logging.basicConfig(
-        level=os.environ.get("MBS_LOG_LEVEL", "INFO").upper(),
-        format="%(message)s",
-        handlers=[RichHandler(console=console, show_path=False)],
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
-
-
-def main() -> None:
-    """Entry point; platform errors become one readable line and exit code 2."""
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: a platform error is one readable line and its exit code (see Exit)."""
     try:
-        app()
+        app(args=argv)
     except MbsError as exc:
-        console.print(f"[red]error:[/] {exc}")
-        sys.exit(2)
+        console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        sys.exit(code_for(exc))
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        console.print(f"[red]error:[/] {escape(_settings_problem(exc))}", highlight=False)
+        sys.exit(Exit.USAGE)
 
+
+__all__ = ["app", "configure_logging", "main", "version"]
 
 if __name__ == "__main__":
     main()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +14,9 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from mbs.cli import console
-from mbs.contract.compat import check_contract
+from mbs.cli.contracts_diff import diff_files
+from mbs.cli.exits import Failed, Usage
+from mbs.cli.output import Format, OutputOption, emit
 from mbs.contract.model import Contract
 from mbs.contract.registry import Registry, RegistryView, load_contract_file
 from mbs.errors import ContractRefused, MbsError
@@ -49,7 +53,16 @@ def _view() -> RegistryView:
 
 
 def _read(path: Path) -> list[Contract]:
-    return load_contract_file(path.read_text(), str(path))
+    """The contracts of a file the user gave; not JSON, not contracts, or none: usage."""
+    try:
+        found = load_contract_file(path.read_text(), str(path))
+    except MbsError as exc:
+        raise Usage(str(exc)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Usage(f"{path}: cannot read it ({exc})") from None
+    if not found:
+        raise Usage(f"{path} holds no contract (an empty list)")
+    return found
 
 
 def _table(contracts: list[Contract], title: str) -> Table:
@@ -82,8 +95,9 @@ def _table(contracts: list[Contract], title: str) -> Table:
 
 
 @app.command("list")
-def list_contracts() -> None:
-    """Every provider's newest contract, as the registry on the broker holds them."""
+def list_contracts(output: OutputOption = Format.table) -> None:
+    """Every provider's newest contract, as the registry on the broker holds them (exit 1
+    when it is empty)."""
     current = _view().current()
     if not current:
         err.print(
@@ -91,38 +105,63 @@ def list_contracts() -> None:
             "`mbs contracts register --ecosystem`"
         )
         raise typer.Exit(1)
-    out.print(_table(current, f"{len(current)} contracts in mbs.contracts"))
+    data = [json.loads(c.model_dump_json()) for c in current]
+    emit(output, data, lambda: [_table(current, f"{len(current)} contracts in mbs.contracts")])
 
 
 @app.command("show")
-def show(capability: Annotated[str, typer.Argument(help="e.g. shipping.book")]) -> None:
-    """The newest contract of each provider of CAPABILITY, in full, plus its history."""
+def show(
+    capability: Annotated[str, typer.Argument(help="e.g. shipping.book")],
+    output: OutputOption = Format.table,
+) -> None:
+    """The newest contract of each provider of CAPABILITY, in full, plus its history (exit 1
+    when none is registered)."""
     view = _view()
     latest = view.latest(capability)
     if not latest:
         known = sorted({c.capability for c in view.by_key.values()})
-        raise MbsError(f"no contract for {capability!r}; registered: {', '.join(known)}")
+        raise Failed(f"no contract for {capability!r}; registered: {', '.join(known) or 'none'}")
+    if output is Format.json:
+        print(json.dumps([json.loads(c.model_dump_json()) for c in latest], indent=2))
+        return
     for contract in latest:
         versions = ", ".join(c.version for c in view.history(capability, contract.unit))
-        out.rule(f"{contract.key} by {contract.unit} (versions: {versions})")
+        heading = f"{contract.key} by {contract.unit} (versions: {versions})"
+        if not sys.stdout.isatty():  # piped: whole lines, nothing cropped to a width
+            print(f"== {heading}\n{contract.model_dump_json(indent=2)}")
+            continue
+        out.rule(heading)
         out.print(Syntax(contract.model_dump_json(indent=2), "json"))
 
 
 @app.command("check")
-def check(path: FileArg) -> None:
-    """Validate a contract file and check it against the registry; exit 1 if it breaks."""
+def check(path: FileArg, output: OutputOption = Format.table) -> None:
+    """Validate a contract file, then check it against the registry; exit 1 if it breaks,
+    2 if the file is not a contract file."""
+    todo = _read(path)  # before any connection: a bad file needs no broker to be refused
     view = _view()
-    broken = False
-    for contract in _read(path):
+    results = []
+    for contract in todo:
         reasons = view.check(contract)
+        results.append(
+            {
+                "key": contract.key,
+                "unit": contract.unit,
+                "compatible": not reasons,
+                "reasons": [{"path": r.path, "reason": r.reason} for r in reasons],
+            }
+        )
+        if output is Format.json:
+            continue
         if reasons:
-            broken = True
             err.print(f"[red]incompatible[/] {contract.key} ({contract.unit}):")
             for reason in reasons:
-                err.print(f"  {reason.path}: {reason.reason}")
+                err.print(f"  {reason.path}: {reason.reason}", markup=False)
         else:
             err.print(f"[green]ok[/] {contract.key} ({contract.unit})")
-    if broken:
+    if output is Format.json:
+        print(json.dumps(results, indent=2))
+    if not all(r["compatible"] for r in results):
         raise typer.Exit(1)
 
 
@@ -158,29 +197,21 @@ def export(directory: Annotated[Path, typer.Argument(help="e.g. contracts/publis
 
 @app.command("diff")
 def diff(
-    old: Annotated[Path, typer.Argument(help="The old contract JSON.", exists=True)],
-    new: Annotated[Path, typer.Argument(help="The new contract JSON.", exists=True)],
+    old: Annotated[Path, typer.Argument(help="The old contract file.", exists=True)],
+    new: Annotated[Path, typer.Argument(help="The new contract file.", exists=True)],
+    output: OutputOption = Format.table,
 ) -> None:
-    """What changed between two contract files and whether it is compatible (exit 1 if not)."""
-    [before], [after] = _read(old), _read(new)
-    changed = _changed_fields(before, after)
-    for name in changed:
-        out.print(f"[yellow]~[/] {name}")
-    reasons = check_contract(before, after)
-    for reason in reasons:
-        out.print(f"[red]x[/] {reason.path}: {reason.reason}")
-    verdict = "[red]incompatible[/]" if reasons else "[green]compatible[/]"
-    out.print(
-        f"{before.key} -> {after.key}: {len(changed)} field(s) changed, {verdict} "
-        f"under {after.compatibility}"
-    )
-    if reasons:
+    """What changed between two contract files (one contract or a list each: contracts are
+    paired by unit and capability) and whether it is compatible (exit 1 if not). A contract
+    the new file drops is incompatible: its callers lose it."""
+    report = diff_files(_read(old), _read(new))
+    if output is Format.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in report.lines():
+            out.print(line, highlight=False)
+    if not report.compatible:
         raise typer.Exit(1)
-
-
-def _changed_fields(before: Contract, after: Contract) -> list[str]:
-    a, b = json.loads(before.model_dump_json()), json.loads(after.model_dump_json())
-    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 @app.command("verify")
@@ -195,6 +226,7 @@ def verify(
     record: Annotated[
         bool, typer.Option(help="On success, record the certification in mbs.certifications.")
     ] = True,
+    output: OutputOption = Format.table,
 ) -> None:
     """Verify that a RUNNING unit honours its contracts; exit 1 on any violation."""
     from mbs.contract import conformance
@@ -204,14 +236,34 @@ def verify(
     if contract is not None:
         contracts = _read(contract)
     else:
-        bindings = load_ecosystem().load_unit(str(unit)).bindings
+        ecosystem = load_ecosystem()
+        if unit not in ecosystem.unit_names():
+            raise Usage(f"no unit named {unit!r}; known: {', '.join(ecosystem.unit_names())}")
+        bindings = ecosystem.load_unit(str(unit)).bindings
         contracts = [binding.contract.as_contract() for binding in bindings]
     connection = Connection.from_settings(get_settings())
     report = asyncio.run(
         conformance.verify(contracts, connection, samples=samples, timeout_s=timeout)
     )
-    for table in conformance.render(report):
-        out.print(table)
+    data = {
+        "unit": report.unit,
+        "passed": report.passed,
+        "samples": report.samples,
+        "results": [
+            {
+                "capability": r.capability,
+                "version": r.version,
+                "sent": r.sent,
+                "passed": r.passed,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+                "sla_p99_ms": r.sla_p99_ms,
+            }
+            for r in report.results
+        ],
+        "violations": [dataclasses.asdict(v) for v in report.violations],
+    }
+    emit(output, data, lambda: conformance.render(report))
     if not report.passed:
         err.print(f"[red]{len(report.violations)} violations[/]: {report.unit} is not certified")
         raise typer.Exit(1)

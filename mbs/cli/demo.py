@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ from types import FrameType
 from typing import Any
 
 import httpx
+from rich.markup import escape
 from rich.table import Table
 
 from mbs.broker import LocalBroker
@@ -73,8 +75,8 @@ def run_demo(
     )
     try:
         if broker is not None and not broker.status().running:
+            started_broker = True  # before up(): a Ctrl-C while Kafka starts stops it too
             broker.up(progress=say)
-            started_broker = True
         principal = _principals(ecosystem, broker, settings, say) if secure else (lambda _: {})
         units = ecosystem.unit_names()
         for unit in units:
@@ -87,16 +89,27 @@ def run_demo(
         wait_http_ok(f"{base}/readyz", group)
         say(f"gateway ready on {base} (OpenAPI at {base}/docs)")
         results = _run_orders(base, journeys, say)
-        _print(results)
+        _print(results, {c.unit: c.kind for c in ecosystem.contracts()})
         return 0 if any(r["status"] == "completed" for r in results) else 1
     except KeyboardInterrupt:
         say("interrupted: stopping everything")
         return 130
     finally:
+        _clean_up(group, broker if started_broker else None, say)
+
+
+def _clean_up(group: ProcessGroup, broker: LocalBroker | None, say: Callable[[str], None]) -> None:
+    """Stop what the demo started; a second Ctrl-C must not cut this short and leave a
+    broker or a unit running, so SIGINT and SIGTERM wait until it is done."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
         group.stop()
         say("units and gateway stopped")
-        if started_broker and broker is not None:
+        if broker is not None:
             broker.down(progress=say)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _principals(
@@ -152,15 +165,8 @@ def _certify_partners(
         say(f"conformance kit on partner [bold]{partner}[/] ...")
         done = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "mbs",
-                "contracts",
-                "verify",
-                "--unit",
-                partner,
-                "--samples",
-                "10",
+                *(sys.executable, "-m", "mbs", "contracts", "verify", "--unit", partner),
+                *("--samples", "10", "--output", "json"),
             ],
             env={**os.environ, **admin},
             capture_output=True,
@@ -172,7 +178,26 @@ def _certify_partners(
         report.write_text(done.stdout + done.stderr)
         verdict = "certified" if done.returncode == 0 else "NOT certified (no live traffic)"
         say(f"  {partner}: {verdict}; the kit's report: {report}")
+        if done.returncode != 0:
+            for reason in _why_not_certified(done.stdout, done.stderr):
+                say(f"    {escape(reason)}")
     return {"MBS_REQUIRE_CERTIFICATION": "true"}
+
+
+def _why_not_certified(stdout: str, stderr: str, most: int = 5) -> list[str]:
+    """The kit's violations (the first few), or how it failed when it could not run."""
+    try:
+        violations = json.loads(stdout)["violations"]
+    except (ValueError, KeyError, TypeError):
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        return lines[-3:] or ["the kit printed nothing"]
+    found = [
+        f"{v['capability']} {v['case']}: expected {v['expected']}, got {v['got']}"
+        for v in violations[:most]
+    ]
+    if len(violations) > most:
+        found.append(f"... and {len(violations) - most} more")
+    return found
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -215,9 +240,12 @@ def _return(
     return run
 
 
-def _print(results: list[dict[str, Any]]) -> None:
-    console = mbs_console.stdout()
-    table = Table(title="Journeys (every step served by a separate unit process over Kafka)")
+def _print(results: list[dict[str, Any]], kinds: dict[str, str]) -> None:
+    table = Table(
+        title="Journeys (every step served by a separate unit process over Kafka)",
+        caption="price: what the owning units charged (a partner: what we pay it); cost: what "
+        "each unit reports as its own cost",
+    )
     for column in (
         "journey / order",
         "shows",
@@ -249,15 +277,22 @@ def _print(results: list[dict[str, Any]]) -> None:
             agg[0] += line["calls"]
             agg[1] += Decimal(line["price"])
             agg[2] += Decimal(line["cost"])
-    console.print(table)
-    bills = Table(title="Bill by owning unit (all journeys above)")
-    for column in ("unit", "calls", "charged (price)", "cost", "margin"):
-        bills.add_column(column, justify="right" if column != "unit" else "left")
+    bills = Table(
+        title="Bill by owning unit (all journeys above)",
+        caption="margin: what an internal unit charged minus its own cost. A partner's price "
+        "is what we pay it; its cost is the partner's own business (and only its word), so no "
+        "margin is shown for it. A refused call (a business error) is billed nothing.",
+    )
+    for column in ("unit", "kind", "calls", "charged (price)", "its cost", "margin"):
+        bills.add_column(column, justify="left" if column in ("unit", "kind") else "right")
     for unit, (calls, price, cost) in totals.items():
-        bills.add_row(
-            unit, str(calls), f"{price:.4f} EUR", f"{cost:.4f} EUR", f"{price - cost:.4f} EUR"
-        )
-    console.print(bills)
+        kind = kinds.get(unit, "?")
+        if kind == "partner":
+            bills.add_row(unit, kind, str(calls), f"{price:.4f} EUR (we pay)", "-", "-")
+        else:
+            margin = f"{price - cost:.4f} EUR"
+            bills.add_row(unit, kind, str(calls), f"{price:.4f} EUR", f"{cost:.4f} EUR", margin)
+    mbs_console.show(table, bills)
 
 
 def _step_line(step: dict[str, Any]) -> str:

@@ -23,12 +23,19 @@ def _new() -> None:
 def new_unit(
     name: Annotated[str, typer.Argument(help="Unit name: lower-case letters, digits and '_'.")],
     capability: Annotated[
-        str | None, typer.Option(help="DOMAIN.ACTION it serves [default: NAME.run].")
+        str | None,
+        typer.Option(help="DOMAIN.ACTION it serves (default: NAME.run).", show_default=False),
     ] = None,
-    owner: Annotated[str | None, typer.Option(help="Owning team [default: team-NAME].")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Owning team (default: team-NAME).", show_default=False)
+    ] = None,
     root: Annotated[
         Path | None,
-        typer.Option(help="Repository root [default: the current directory].", file_okay=False),
+        typer.Option(
+            help="Repository root (default: the current directory).",
+            file_okay=False,
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """Scaffold a unit (contract, handler, wiring, tests), ready for `mbs run unit NAME`."""

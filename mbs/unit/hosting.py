@@ -97,6 +97,7 @@ async def serve_unit(unit: Unit, settings: Settings, *, port: int = 0) -> None:
         host=settings.unit_host,
         port=port,
         log_level="warning",
+        log_config=None,  # uvicorn logs through the process's handler (mbs.cli.logs)
         timeout_graceful_shutdown=GRACEFUL_TIMEOUT_S,
     )
     try:

@@ -29,6 +29,7 @@ import services
 from gateway.definition import JOURNEYS_DIR
 from mbs import dashboards
 from mbs.testing import free_port
+from tests.conftest import require_tool
 from tests.e2e.ecosystem import ADMIN, CALLER, Ecosystem, order
 from tests.kafka_probe import Probe
 
@@ -98,31 +99,45 @@ def collector() -> Iterator[Collector]:
 
 
 @pytest.fixture(scope="module")
+def ops_ports() -> dict[str, int]:
+    """An ops port per unit, free now (the fixed 9101-9202 may be taken on a shared host);
+    units not started get one too, where nothing answers, as a stopped unit would."""
+    return {unit: free_port() for unit in services.PORTS}
+
+
+@pytest.fixture(scope="module")
 def eco(
-    kafka_bootstrap: str, collector: Collector, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    collector: Collector,
+    tmp_path_factory: pytest.TempPathFactory,
+    ops_ports: dict[str, int],
 ) -> Iterator[Ecosystem]:
     env = {
         "OTEL_TRACES_EXPORTER": "otlp",
         "OTEL_BSP_SCHEDULE_DELAY": "200",
-        "MBS_UNIT_PORT": "",
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector.port}",
     }
-    if any(_busy(port) for port in services.PORTS.values()):
-        pytest.fail(f"unit ops ports {sorted(services.PORTS.values())} must be free")
     ecosystem = Ecosystem(kafka_bootstrap, tmp_path_factory.mktemp("telemetry"), extra_env=env)
+    assert ecosystem.group is not None
     try:
-        ecosystem.start_units(*UNITS)  # on their own ops ports, as Prometheus expects
+        for unit in UNITS:  # each on the ops port Prometheus is told to scrape
+            port = {"MBS_UNIT_PORT": str(ops_ports[unit])}
+            ecosystem.group.start(unit, "run", "unit", unit, env=port)
         ecosystem.start_gateway()
         yield ecosystem
     finally:
         ecosystem.stop()
 
 
-def _busy(port: int) -> bool:
-    import socket  # noqa: PLC0415
-
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+def scrape_config(gateway_port: int, ops_ports: dict[str, int]) -> dict[str, Any]:
+    """The generated local scrape config, with each unit at the port this test gave it."""
+    config = dashboards.prometheus_config(gateway_port=gateway_port)
+    for job in config["scrape_configs"]:
+        for target in job["static_configs"]:
+            unit = target.get("labels", {}).get("unit")
+            if unit in ops_ports:
+                target["targets"] = [f"127.0.0.1:{ops_ports[unit]}"]
+    return config
 
 
 def test_one_trace_holds_every_process_of_a_journey(eco: Ecosystem, collector: Collector) -> None:
@@ -173,15 +188,13 @@ def test_one_trace_holds_every_process_of_a_journey(eco: Ecosystem, collector: C
     )
 
 
-def test_prometheus_scrape_feeds_every_dashboard_query(eco: Ecosystem, tmp_path: Path) -> None:
-    prometheus = shutil.which("prometheus")
-    if prometheus is None:
-        pytest.skip("prometheus is not installed (CI installs Debian's prometheus package)")
+def test_prometheus_scrape_feeds_every_dashboard_query(
+    eco: Ecosystem, tmp_path: Path, ops_ports: dict[str, int]
+) -> None:
+    prometheus = require_tool("prometheus", "apt-get install prometheus")
     url = eco.gateways["gateway"]
     gateway_port = int(url.rsplit(":", 1)[1])
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(dashboards.prometheus_config(gateway_port=gateway_port))
-    )
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(scrape_config(gateway_port, ops_ports)))
     for rules in ("recording.rules.yml", "alerts.rules.yml"):
         shutil.copy(Path("deploy/prometheus") / rules, tmp_path / rules)
     port = free_port()
@@ -199,7 +212,7 @@ def test_prometheus_scrape_feeds_every_dashboard_query(eco: Ecosystem, tmp_path:
         _put_shadow_journey(url)
         asyncio.run(_malformed(eco.bootstrap))  # the DLQ series needs a dead letter
         asyncio.run(_traffic(url, seconds=25))
-        empty = _empty_queries(f"http://127.0.0.1:{port}")
+        empty = _wait_for_series(f"http://127.0.0.1:{port}", timeout_s=60)
     finally:
         server.terminate()
         server.wait(30)
@@ -215,7 +228,7 @@ def _put_shadow_journey(url: str) -> None:
     assert response.status_code in (201, 409), response.text
 
 
-async def _traffic(url: str, seconds: float, settle_s: float = 12) -> None:
+async def _traffic(url: str, seconds: float) -> None:
     stop_at = time.monotonic() + seconds
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=CALLER) as client:
 
@@ -230,7 +243,6 @@ async def _traffic(url: str, seconds: float, settle_s: float = 12) -> None:
             loop("order-to-delivery", order(3, card_token="tok-0000")),
             loop("order-to-delivery", order(4, country="US")),
         )
-    await asyncio.sleep(settle_s)  # two more scrapes and a rule evaluation after the last call
 
 
 async def _malformed(bootstrap: str) -> None:
@@ -238,6 +250,15 @@ async def _malformed(bootstrap: str) -> None:
         for _ in range(3):
             await probe.send("pricing.quote.v2", {"sku": "grinder-c40", "quantity": -1})
         await probe.flush()
+
+
+def _wait_for_series(base: str, timeout_s: float) -> list[str]:
+    """Ask until every query has a series (scrapes and rule evaluations come every 5 s), or
+    the time is up; the queries still empty then."""
+    deadline = time.monotonic() + timeout_s
+    while (empty := _empty_queries(base)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return empty
 
 
 def _empty_queries(base: str) -> list[str]:
@@ -257,7 +278,7 @@ def _empty_queries(base: str) -> list[str]:
 def test_scorecards_and_make_or_buy_from_measured_traffic(eco: Ecosystem) -> None:
     url = eco.gateways["gateway"]
     _put_shadow_journey(url)
-    asyncio.run(_traffic(url, seconds=3, settle_s=0))
+    asyncio.run(_traffic(url, seconds=3))
     card = httpx.get(f"{url}/scorecard", headers=CALLER).json()
     units = {u["unit"]: u for u in card["units"]}
     pricing = units["pricing"]

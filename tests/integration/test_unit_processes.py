@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import signal
 import subprocess
 import uuid
@@ -21,6 +20,7 @@ from mbs import Contract, UnitStore
 from mbs import wire as h
 from mbs.kafka import Connection, ensure_topics
 from mbs.testing import Process, ProcessGroup
+from tests.conftest import require_tool
 from tests.kafka_probe import Probe
 
 pytestmark = pytest.mark.kafka
@@ -131,9 +131,7 @@ async def test_shadow_request_is_a_dry_run(
 async def test_request_from_kcat_gets_a_correct_reply(
     kafka_bootstrap: str, units: ProcessGroup, alias: str
 ) -> None:
-    kcat = shutil.which("kcat")
-    if kcat is None:
-        pytest.skip("kcat is not installed (CI installs it: apt-get install kcat)")
+    kcat = require_tool("kcat", "apt-get install kcat")
     correlation = uuid.uuid4().hex
     async with Probe(kafka_bootstrap, f"mbs.replies.{alias}") as probe:
         start_payments(units, alias)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -23,6 +22,7 @@ from typer.testing import CliRunner
 
 from ecosystem import ECOSYSTEM
 from mbs.cli import app as cli_app
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -140,8 +140,7 @@ def test_gateway_listens_on_all_interfaces_and_checks_readiness(
 
 
 def test_docker_compose_accepts_the_file() -> None:
-    if shutil.which("docker-compose") is None:
-        pytest.skip("docker-compose is not installed")
+    require_tool("docker-compose", "apt-get install docker-compose")
     result = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE_FILE), "config", "-q"],
         cwd=ROOT,

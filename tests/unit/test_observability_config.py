@@ -8,7 +8,6 @@ the metric names fixed by DESIGN.md and the recording rules defined next to them
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -41,9 +40,7 @@ RULE_FILES = ("recording.rules.yml", "alerts.rules.yml")
 SCRAPE_CONFIGS = ("prometheus.yml", "prometheus.compose.yml")  # local run, docker-compose.yml
 NAMES = re.compile(r"mbs:[a-z_0-9:]+|mbs_[a-z_]+")
 DASHBOARDS = dashboards.dashboards()
-needs_promtool = pytest.mark.skipif(
-    shutil.which("promtool") is None, reason="promtool missing: apt-get install prometheus"
-)
+needs_promtool = pytest.mark.needs_tool("promtool", "apt-get install prometheus")
 
 
 def _allowed_names() -> set[str]:

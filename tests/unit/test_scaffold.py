@@ -12,6 +12,7 @@ from typer.testing import CliRunner, Result
 
 from mbs import MbsError
 from mbs.cli import app
+from tests.conftest import require_module
 
 REPO = Path(__file__).resolve().parents[2]
 LONGEST = "abcdefghijklmnopqrst"  # the longest name and action the scaffold accepts
@@ -77,7 +78,7 @@ def test_scaffolded_unit_passes_its_own_tests(root: Path, name: str, options: li
 
 @pytest.mark.parametrize("tool", [["check"], ["format", "--check"]])
 def test_scaffolded_code_is_ruff_clean_at_the_longest_names(root: Path, tool: list[str]) -> None:
-    pytest.importorskip("ruff")
+    require_module("ruff", "pip install ruff: a dev dependency")
     assert (
         new_unit(LONGEST, "--capability", f"{LONGEST}.{LONGEST}", "--root", str(root)).exit_code
         == 0
