@@ -1,4 +1,8 @@
-"""Create the topics a process needs, so nothing depends on broker-side auto-creation."""
+"""Create the topics a process needs, so nothing depends on broker-side auto-creation.
+
+Replication follows the cluster: a topic gets min(3, brokers) replicas, and with three
+`min.insync.replicas=2`, so an `acks=all` write survives the loss of any one broker and a
+single node (the dev broker) works unchanged."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from mbs.errors import BrokerError
 from mbs.kafka.connection import Connection
 
 DEFAULT_PARTITIONS = 3
+MAX_REPLICAS = 3
 
 
 async def ensure_topics(
@@ -38,13 +43,25 @@ async def ensure_topics(
         existing = set(await admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
-            new = [NewTopic(name, partitions, 1, topic_configs=config or {}) for name in missing]
+            replicas, configs = await replication(admin, config or {})
+            new = [NewTopic(name, partitions, replicas, topic_configs=configs) for name in missing]
             # another process may create one between list and create: that is fine
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(new)
             await _wait_visible(admin, missing)
     finally:
         await admin.close()
+
+
+async def replication(
+    admin: AIOKafkaAdminClient, config: dict[str, str]
+) -> tuple[int, dict[str, str]]:
+    """Replicas for a new topic on this cluster, and its config with `min.insync.replicas`."""
+    brokers = len((await admin.describe_cluster()).get("brokers", [])) or 1
+    replicas = min(MAX_REPLICAS, brokers)
+    if replicas >= MAX_REPLICAS:
+        config = {"min.insync.replicas": str(replicas - 1), **config}
+    return replicas, config
 
 
 async def _wait_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
