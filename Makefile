@@ -29,7 +29,7 @@ demo-secure: setup  ## The same demo on its own SASL/SCRAM broker with ACLs (por
 	MBS_BROKER_PORT=$(SECURE_PORT) $(BIN)/mbs demo --secure
 
 test: setup  ## The whole suite (starts the real Kafka broker if none is running)
-	$(BIN)/pytest
+	$(BIN)/pytest --durations=15
 
 test-fast: setup  ## Only the in-memory tests, no broker needed
 	$(BIN)/pytest tests/unit

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from mbs import wire as h
 from mbs.broker import KAFKA_VERSION
 from mbs.cli import reports
 from mbs.cli.broker import app as broker_app
@@ -165,6 +166,7 @@ def partners_add(
     """Onboard a partner on the secure broker: contract registered, principal, topics and ACLs
     created; the credentials are printed once."""
     from mbs.broker.provision import add_partner
+    from mbs.contract.partner_wire import UNIT_GROUP_PREFIX
     from mbs.contract.registry import load_contract_file
 
     path = contract or Path("contracts/partners") / f"{name}.json"
@@ -183,6 +185,10 @@ def partners_add(
         )
     credentials = add_partner(broker, settings_for(port), offered)
     say(f"partner {name} onboarded: {', '.join(c.request_topic for c in offered)}")
+    say(
+        f"consume as {credentials.username!r} (SASL/SCRAM-SHA-256) in consumer groups whose id "
+        f"starts with {UNIT_GROUP_PREFIX.format(unit=name)!r}; reply on {h.reply_topic(name)}"
+    )
     print(f"MBS_KAFKA_USERNAME={credentials.username}")
     print(f"MBS_KAFKA_PASSWORD={credentials.password}")
     say("keep these now: the password is not shown again")

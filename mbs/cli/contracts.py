@@ -7,9 +7,12 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from types import ModuleType
+from typing import Annotated, Any
 
 import typer
+from aiokafka.errors import KafkaError
+from confluent_kafka import KafkaException
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -19,7 +22,7 @@ from mbs.cli.exits import Failed, Usage
 from mbs.cli.output import Format, OutputOption, emit
 from mbs.contract.model import Contract
 from mbs.contract.registry import Registry, RegistryView, load_contract_file
-from mbs.errors import ContractRefused, MbsError
+from mbs.errors import BrokerError, ContractRefused, MbsError
 from mbs.kafka.connection import Connection
 from mbs.settings import get_settings
 from mbs.unit.ecosystem import load_ecosystem
@@ -269,7 +272,27 @@ def verify(
         raise typer.Exit(1)
     if record:
         topic = get_settings().certifications_topic
-        keys = asyncio.run(
-            conformance.record_certification(report, contracts, connection, topic=topic)
-        )
+        keys = certify(conformance, report, contracts, connection, topic)
         err.print(f"[green]certified[/] {', '.join(keys)} in {topic}")
+
+
+def certify(
+    kit: ModuleType, report: Any, contracts: list[Contract], connection: Connection, topic: str
+) -> list[str]:
+    """Record the certification; a principal that may not write `topic` is one line naming
+    the one that may (units and partners never certify themselves), not a traceback."""
+    try:
+        keys: list[str] = asyncio.run(
+            kit.record_certification(report, contracts, connection, topic=topic)
+        )
+    except (KafkaError, KafkaException) as exc:
+        if "AUTHORIZATION" not in f"{type(exc).__name__} {exc}".upper():
+            raise BrokerError(f"recording the certification in {topic} failed: {exc!r}") from exc
+        who = connection.username or "anonymous"
+        raise BrokerError(
+            f"principal {who!r} may not write {topic}: the unit passed, but certifications are "
+            "recorded by the platform operator; run `mbs contracts verify` as the broker's admin "
+            "principal (MBS_KAFKA_USERNAME=admin, MBS_KAFKA_PASSWORD from the secure broker's "
+            "admin.secret under MBS_HOME), or pass --no-record to check only"
+        ) from None
+    return keys

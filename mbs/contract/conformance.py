@@ -2,7 +2,9 @@
 
 Requests drawn from each contract's request schema (valid samples, edge cases, broken ones)
 go over Kafka as any caller sends them; each reply is judged against the reply schema and the
-declared errors, and the measured p99 against the SLA. A unit that passes everything can be
+declared errors, and the p99 against the SLA (measured as the round trip, send to reply, not
+the unit's `mbs-handler-ms`). Then the final answers (`conformance_final`): a request past its
+deadline is refused, never done, and a repeat gets the same answer. A unit that passes can be
 recorded as certified on the compacted topic `mbs.certifications` (read back by
 `mbs.contract.certification`, which needs none of the kit's test-data machinery).
 """
@@ -30,6 +32,7 @@ from mbs.contract.certification import (
     certification_key,
     fingerprint,
 )
+from mbs.contract.conformance_final import Violation, check_final_answers
 from mbs.contract.model import Contract
 from mbs.errors import MbsError
 from mbs.kafka.admin import ensure_topics
@@ -59,16 +62,6 @@ WRONG_VALUES: tuple[tuple[str, Any], ...] = (
     ("array", ["unexpected"]),
     ("integer", 12345),
 )
-
-
-@dataclass(frozen=True)
-class Violation:
-    """One way a unit broke its contract: in which case, what was expected, what came back."""
-
-    capability: str
-    case: str
-    expected: str
-    got: str
 
 
 @dataclass(frozen=True)
@@ -337,6 +330,8 @@ async def verify(
             await _check(requester, contract, cases, timeout_s)
             for contract, cases in zip(contracts, plans, strict=True)
         ]
+        for result, contract, cases in zip(results, contracts, plans, strict=True):
+            await check_final_answers(requester, contract, cases, timeout_s, result)
     finally:
         await requester.stop()
     unit = ", ".join(sorted({c.unit for c in contracts}))

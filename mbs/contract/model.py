@@ -22,7 +22,9 @@ class Sla(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    p99_ms: int = Field(gt=0, description="99th percentile handler latency, milliseconds.")
+    p99_ms: int = Field(
+        gt=0, description="99th percentile round trip (request sent to reply read), milliseconds."
+    )
     availability: float = Field(gt=0, le=1, description="Share of calls that succeed, 0..1.")
 
 

@@ -112,6 +112,7 @@ def test_operations_carry_the_contract(contract: Contract) -> None:
         assert op["x-sla"] == {
             "p99_ms": contract.sla.p99_ms,
             "availability": contract.sla.availability,
+            "measured": "round trip: request sent to reply received, as the caller sees it",
         }
         assert op["x-pricing"] == {
             "price_per_call": str(pricing.price_per_call),
@@ -250,7 +251,11 @@ def test_export_is_deterministic_and_removes_only_its_stale_files(tmp_path: Path
 
 
 def owned_files(directory: Path) -> dict[str, bytes]:
-    found = [*directory.glob("asyncapi/*.yaml"), *directory.glob("schemas/*/*.json")]
+    found = [
+        *directory.glob("asyncapi/*.yaml"),
+        *directory.glob("schemas/*/*.json"),
+        *directory.glob("contract.schema.json"),
+    ]
     return {p.relative_to(directory).as_posix(): p.read_bytes() for p in found}
 
 
