@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         default=None, description="SASL/SCRAM principal of this process (secure mode)."
     )
     kafka_password: str = Field(default="", description="Its password.")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-256",
+        description="SASL mechanism in secure mode: SCRAM-SHA-256 (the local secure broker) or "
+        "SCRAM-SHA-512 (Strimzi's KafkaUsers).",
+    )
     home: Path = Field(
         default_factory=_default_home, description="State: broker data, logs of local runs."
     )

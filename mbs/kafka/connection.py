@@ -1,18 +1,21 @@
-"""How a process reaches Kafka: plain on a dev broker, SASL/SCRAM-SHA-256 with the process's
-own principal in secure mode (MBS_KAFKA_USERNAME). Built once per process from the settings
-and handed to every client, so no client reads settings or the environment itself."""
+"""How a process reaches Kafka: plain on a dev broker, SASL/SCRAM with the process's own
+principal in secure mode (MBS_KAFKA_USERNAME): SCRAM-SHA-256 on the local secure broker,
+SCRAM-SHA-512 where the cluster says so (Strimzi's users; MBS_KAFKA_SASL_MECHANISM). Built
+once per process from the settings and handed to every client, so no client reads settings or
+the environment itself."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from faststream.security import BaseSecurity, SASLScram256
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
 
 if TYPE_CHECKING:
     from mbs.settings import Settings
 
 MECHANISM = "SCRAM-SHA-256"
+MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True)
@@ -22,10 +25,16 @@ class Connection:
     bootstrap: str
     username: str | None = None
     password: str = ""
+    mechanism: str = MECHANISM
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Connection:
-        return cls(settings.bootstrap, settings.kafka_username, settings.kafka_password)
+        return cls(
+            settings.bootstrap,
+            settings.kafka_username,
+            settings.kafka_password,
+            settings.kafka_sasl_mechanism,
+        )
 
     def as_principal(self, username: str, password: str) -> Connection:
         """The same cluster under another principal (the admin, while provisioning)."""
@@ -37,7 +46,7 @@ class Connection:
         if self.username:
             found.update(
                 security_protocol="SASL_PLAINTEXT",
-                sasl_mechanism=MECHANISM,
+                sasl_mechanism=self.mechanism,
                 sasl_plain_username=self.username,
                 sasl_plain_password=self.password,
             )
@@ -47,4 +56,5 @@ class Connection:
         """The same, for a FastStream KafkaBroker."""
         if not self.username:
             return None
-        return SASLScram256(self.username, self.password, use_ssl=False)
+        scram = SASLScram512 if self.mechanism == "SCRAM-SHA-512" else SASLScram256
+        return scram(self.username, self.password, use_ssl=False)
