@@ -3,6 +3,7 @@ gateways, unit instances and the partner are SIGKILLed and restarted on a seeded
 then every run must be decided and settled, and the invariants must hold.
 
     .venv/bin/python -m bench.chaos --seconds 120 --seed 7 --rate 5 --out /tmp/chaos
+    .venv/bin/python -m bench.chaos --nodes 3 --seconds 600 --seed 11 --out /tmp/chaos3
 
 The ecosystem: two gateways, two instances each of payments and inventory (sharing their
 SQLite files), one each of pricing, fraud, shipping, notifications and FastShip, on private
@@ -12,8 +13,13 @@ The request topics are the ecosystem's own: run one chaos run (or e2e test) at a
 Traffic: order-to-delivery journeys (some fail on purpose and are compensated) and
 return-and-refund journeys of completed orders, spread across both gateways. Kills: at least
 max(2, seconds / 20) of each kind (gateway, unit instance, partner), each restarted after
-0.5-3 s. Then the load stops, every run is polled until decided and settled (at most
---drain-seconds), the processes stop, and `bench.invariants` judges what they wrote.
+0.5-3 s. With --nodes 3 the run starts its own three-node Kafka cluster (free ports, its
+MBS_HOME under --out/kafka, heap MBS_BROKER_HEAP or 384m) instead of using MBS_KAFKA_BOOTSTRAP
+or the local broker, and adds broker kills: max(2, seconds / 30), one node at a time, the
+active controller first and every third, each restarted after 1-5 s; the next waits until
+every partition is fully in sync again. Then the load stops, every run is polled until
+decided and settled (at most --drain-seconds), the processes stop, and `bench.invariants`
+judges what they wrote (a cluster is stopped only after that).
 
 Writes to --out: summary.json (outcomes, kills, latency inside and outside kill windows,
 restart-to-serving times, the invariants), accepted.jsonl, start_stock.json, events.log,
@@ -35,6 +41,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.chaos_brokers import Brokers
 from bench.chaos_cast import Cast
 from bench.chaos_kills import Killer, plan_kills
 from bench.chaos_load import Traffic
@@ -65,6 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=150.0,
         help="At most this long for every run to be decided and settled (150).",
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        choices=(1, 3),
+        help="1: the configured broker (default); 3: a private three-node cluster with kills.",
     )
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.rate <= 0:
@@ -125,15 +139,30 @@ async def chaos(args: argparse.Namespace) -> int:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     say = Say(out / "events.log")
-    bootstrap = Settings().bootstrap
+    brokers = Brokers(out, args.nodes, say) if args.nodes > 1 else None
+    try:
+        if brokers is not None:
+            await brokers.start()
+        return await run_on(args, out, say, brokers)
+    finally:
+        if brokers is not None:
+            brokers.stop()
+
+
+async def run_on(args: argparse.Namespace, out: Path, say: Say, brokers: Brokers | None) -> int:
+    """The run against the configured broker, or the run's own cluster."""
+    bootstrap = brokers.bootstrap if brokers is not None else Settings().bootstrap
     uid = uuid.uuid4().hex[:8]
     rng = random.Random(args.seed)
-    cast = Cast(bootstrap, out, uid)
+    cast = Cast(bootstrap, out, uid)  # units take the whole bootstrap list, as gateways do
     stock = start_stock(cast.state_dir)
     (out / "start_stock.json").write_text(json.dumps(stock, indent=2))
-    say(f"chaos run {uid}, seed {args.seed}, {args.seconds:g}s at {args.rate:g}/s, out {out}")
+    say(
+        f"chaos run {uid}, seed {args.seed}, {args.seconds:g}s at {args.rate:g}/s, out {out}, "
+        f"Kafka {bootstrap}"
+    )
     traffic = Traffic(cast.gateway_urls(), OrderMaker(rng, uid), say)
-    killer = Killer(cast, say)
+    killer = Killer(cast, say, brokers)
     try:
         await exercise(args, rng, cast, traffic, killer, say)
         crashed = cast.crashed()
@@ -156,7 +185,7 @@ async def exercise(
     await cast.start_all()
     say("every process serving; warming up")
     await traffic.warm_up()
-    plan = plan_kills(rng, args.seconds, cast)
+    plan = plan_kills(rng, args.seconds, cast, killer.brokers)
     planned = ", ".join(f"{p.at_s:.1f}s {p.member}" for p in plan)
     say(f"load starts; {len(plan)} kills planned: {planned}")
     started = time.monotonic()
@@ -193,8 +222,10 @@ async def judge(
         "runs_in_log": len(log.runs),
         "topics": cast.topics,
         "out": str(out),
+        "kafka": str(cast.group.env["MBS_KAFKA_BOOTSTRAP"]),
         "check_again": (
-            f"python -m bench.invariants --journeys-topic {topic} --state-dir {cast.state_dir} "
+            f"python -m bench.invariants --bootstrap {cast.group.env['MBS_KAFKA_BOOTSTRAP']} "
+            f"--journeys-topic {topic} --state-dir {cast.state_dir} "
             f"--accepted {out / 'accepted.jsonl'} --start-stock {out / 'start_stock.json'}"
         ),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +55,16 @@ class Member:
 class Cast:
     """Starts, kills and restarts the members; tells when a life is serving."""
 
-    def __init__(self, bootstrap: str, out_dir: Path, uid: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        out_dir: Path,
+        uid: str,
+        unit_bootstrap: Callable[[], str] | None = None,
+    ) -> None:
+        # A unit's FastStream broker takes a comma list as one host (FastStream 0.7 wraps a
+        # str in a list): on a cluster, each unit life gets one node that is up right now.
+        self.unit_bootstrap = unit_bootstrap
         self.topics = private_topics(uid)
         self.state_dir = out_dir / "units"
         self.group = ProcessGroup(
@@ -88,6 +98,8 @@ class Cast:
             env = {"MBS_GATEWAY_PORT": str(member.port)}
         else:
             args, env = ("run", "unit", member.unit), {}
+            if self.unit_bootstrap is not None:
+                env = {"MBS_KAFKA_BOOTSTRAP": self.unit_bootstrap()}
         member.process = self.group.start(log_name, *args, env=env)
         member.spawned_at = time.time()
 

@@ -85,6 +85,12 @@ def summarize(
             kind: spread([k.serving_s for k in kills if k.kind == kind and k.serving_s])
             for kind in KINDS
         },
+        "failed_starts": {
+            kind: sum(k.failed_starts for k in kills if k.kind == kind) for kind in KINDS
+        },
+        "broker_restart_to_in_sync_s": spread(
+            [k.in_sync_at - k.restarted_at for k in kills if k.in_sync_at is not None]
+        ),
         "kill_log": [k.as_json() for k in kills],
         "violations": sum(len(f["violations"]) for f in findings),
         "invariants": [

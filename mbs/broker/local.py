@@ -180,15 +180,7 @@ class LocalBroker:
     # -- internals --------------------------------------------------------------------------
 
     def _java_cmd(self, java: str) -> list[str]:
-        return [
-            java,
-            "-cp",
-            f"{self.libs_dir}/*",
-            f"-Dlog4j.configuration=file:{DEPLOY_DIR / 'log4j.properties'}",
-            "-Djava.awt.headless=true",
-            "-XX:+UseG1GC",
-            "-XX:MaxGCPauseMillis=20",
-        ]
+        return java_cmd(java, self.libs_dir)
 
     def admin_password(self) -> str:
         """The broker's super user password (secure mode), made on first start, kept 0600."""
@@ -272,6 +264,19 @@ class LocalBroker:
         except (OSError, ValueError):
             return None
         return pid if _alive(pid) and _is_kafka(pid) else None
+
+
+def java_cmd(java: str, libs_dir: Path) -> list[str]:
+    """The JVM command line up to the main class, shared by the single broker and a cluster."""
+    return [
+        java,
+        "-cp",
+        f"{libs_dir}/*",
+        f"-Dlog4j.configuration=file:{DEPLOY_DIR / 'log4j.properties'}",
+        "-Djava.awt.headless=true",
+        "-XX:+UseG1GC",
+        "-XX:MaxGCPauseMillis=20",
+    ]
 
 
 def _stop(pid: int, grace_s: float = 30.0) -> None:

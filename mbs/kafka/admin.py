@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Iterable
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
+from mbs.backoff import Backoff
 from mbs.errors import BrokerError
 from mbs.kafka.connection import Connection
 
 DEFAULT_PARTITIONS = 3
 MAX_REPLICAS = 3
+RETRIES = 9  # about 26 s in all: longer than a cluster takes to fence a dead node
+BACKOFF = Backoff(0.2, 5.0)
+log = logging.getLogger("mbs.kafka.admin")
 
 
 async def ensure_topics(
@@ -40,17 +45,31 @@ async def ensure_topics(
             "or set MBS_KAFKA_BOOTSTRAP"
         ) from exc
     try:
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            replicas, configs = await replication(admin, config or {})
-            new = [NewTopic(name, partitions, replicas, topic_configs=configs) for name in missing]
-            # another process may create one between list and create: that is fine
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await admin.create_topics(new)
-            await _wait_visible(admin, missing)
+        for attempt in range(1, RETRIES + 1):
+            try:
+                await _create_missing(admin, wanted, partitions, config or {})
+                return
+            except KafkaError as exc:  # a node of a cluster down, not yet fenced: wait, retry
+                if not exc.retriable or attempt == RETRIES:
+                    raise
+                log.warning("creating topics: %r; retry %d of %d", exc, attempt, RETRIES - 1)
+                await asyncio.sleep(BACKOFF.delay(attempt))
     finally:
         await admin.close()
+
+
+async def _create_missing(
+    admin: AIOKafkaAdminClient, wanted: list[str], partitions: int, config: dict[str, str]
+) -> None:
+    existing = set(await admin.list_topics())
+    missing = [name for name in wanted if name not in existing]
+    if missing:
+        replicas, configs = await replication(admin, config)
+        new = [NewTopic(name, partitions, replicas, topic_configs=configs) for name in missing]
+        # another process may create one between list and create: that is fine
+        with contextlib.suppress(TopicAlreadyExistsError):
+            await admin.create_topics(new)
+        await _wait_visible(admin, missing)
 
 
 async def replication(

@@ -40,6 +40,10 @@ class Connection:
         """The same cluster under another principal (the admin, while provisioning)."""
         return replace(self, username=username, password=password)
 
+    def servers(self) -> list[str]:
+        """The bootstrap addresses one by one (`a:9092,b:9094` is two brokers)."""
+        return [part.strip() for part in self.bootstrap.split(",") if part.strip()]
+
     def options(self) -> dict[str, Any]:
         """Keyword arguments for aiokafka producers, consumers and admin clients."""
         found: dict[str, Any] = {"bootstrap_servers": self.bootstrap}

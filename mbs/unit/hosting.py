@@ -38,13 +38,15 @@ def build_broker(
     middlewares = [] if provider is None else [KafkaTelemetryMiddleware(tracer_provider=provider)]
     connection = connection or Connection.from_settings(settings)
     broker = KafkaBroker(
-        connection.bootstrap,
+        connection.servers(),  # a list: FastStream takes one string as one host
         middlewares=middlewares,
         security=connection.broker_security(),
         client_id=f"mbs-unit-{unit.name}",
         logger=log,
         log_level=logging.DEBUG,
         graceful_timeout=GRACEFUL_TIMEOUT_S,
+        acks="all",  # a reply or event survives the loss of one broker (RF 3, min.insync 2)
+        enable_idempotence=True,  # and a retried send is not written twice
     )
     store = unit.store or UnitStore.for_unit(unit.name, settings)
     unit.concurrency = settings.unit_concurrency

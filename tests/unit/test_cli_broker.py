@@ -139,3 +139,38 @@ def test_fetching_the_jars_shows_progress_and_caches_them(
     assert broker.jars_cached()
     assert any("files," in line and "MB downloaded" in line for line in said), said
     assert "23.0 MB downloaded" in said[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("up", "--nodes", "3", "--port", "65531"), "at most 65530"),
+        (("up", "--nodes", "3", "--secure"), "--secure runs on a single node"),
+        (("logs", "--node", "2"), "--node is for a local cluster"),
+    ],
+)
+def test_cluster_options_that_cannot_work_are_usage_errors(
+    tmp_path: Path, args: tuple[str, ...], says: str
+) -> None:
+    shown = mbs("broker", *args, home=tmp_path, MBS_BROKER_PORT=str(free_port()))
+    assert shown.returncode == 2, shown.stderr
+    assert says in shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+def test_a_cluster_status_lists_each_node_on_its_ports(tmp_path: Path) -> None:
+    """Node K takes base + 2(K-1) and its controller the port after; none runs: exit 4."""
+    base = free_port()
+    run_dir = tmp_path / f"cluster-{base}"
+    run_dir.mkdir()
+    (run_dir / "cluster.json").write_text(json.dumps({"cluster_id": "x", "nodes": 3}))
+    shown = mbs("broker", "status", "-o", "json", "--port", str(base), home=tmp_path)
+    assert shown.returncode == 4, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["state"] == "stopped"
+    assert status["bootstrap"] == f"127.0.0.1:{base},127.0.0.1:{base + 2},127.0.0.1:{base + 4}"
+    assert [n["controller"] for n in status["nodes"]] == [
+        f"127.0.0.1:{base + 1}",
+        f"127.0.0.1:{base + 3}",
+        f"127.0.0.1:{base + 5}",
+    ]
