@@ -43,7 +43,7 @@ def test_a_short_chaos_run_breaks_no_promise(kafka_bootstrap: str, tmp_path: Pat
         pytest.fail(f"the chaos run took over {RUN_LIMIT_S}s:\n{output[-4000:]}")
     assert (out / "summary.json").exists(), output[-4000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert all(n >= 2 for n in summary["kills"].values()), summary["kills"]
+    assert all(n >= 2 for kind, n in summary["kills"].items() if kind != "broker"), summary
     assert summary["accepted"] >= SECONDS * 2, summary["not_accepted"]
     assert summary["completed"] > 0
     assert summary["compensated"] > 0, "some orders fail on purpose and are compensated"

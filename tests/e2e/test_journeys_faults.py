@@ -71,7 +71,7 @@ async def test_gateway_killed_mid_journeys_resumes_all_and_charges_once(
         httpx.AsyncClient(base_url=url, timeout=60) as client,
     ):
         locations = [await submit(client, "order-to-delivery", o) for o in orders]
-        while len(charges_by_order(probe)) < count // 5:  # noqa: ASYNC110
+        while len(charges_by_order(probe)) < count // 20:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         assert fresh.group is not None
         fresh.group.kill(fresh.process("gateway"))
@@ -85,7 +85,7 @@ async def test_gateway_killed_mid_journeys_resumes_all_and_charges_once(
     assert [r["status"] for r in runs.values()].count("completed") == count
     assert all(len(charges[o["order_id"]]) == 1 for o in orders), "a card was charged twice"
     log = fresh.process("gateway-restarted").tail(400)
-    assert re.search(r"resuming run", log), "the restarted gateway must have resumed runs"
+    assert re.search(r"resuming run", log), f"no run resumed ({charged_before_kill} charged at the kill)"
 
 
 async def test_two_gateways_share_the_work_exactly_once(
