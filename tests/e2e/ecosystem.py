@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 
+from mbs import UnitStore
 from mbs.testing import Process, ProcessGroup, free_port, wait_http_ok
+from services.inventory.handlers import Stock
+from services.payments.handlers import CardLedger
 from tests.conftest import private_topics
 
 CALLER = {"X-API-Key": "dev-caller-key"}
@@ -137,3 +140,28 @@ def run_journey(
 
 def steps_of(run: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["id"]: s for s in run["steps"]}
+
+
+Payments = tuple[dict[str, list[str]], set[str]]
+
+
+def payments_ledger(eco: Ecosystem) -> Payments:
+    """Charge ids by order id, and the refunded charge ids, from the payments unit's store."""
+    store = UnitStore.open(eco.state_dir / "payments.sqlite3")
+    try:
+        ledger = CardLedger(store)
+        charges: dict[str, list[str]] = {}
+        for charge in ledger.charges.values():
+            charges.setdefault(charge.order_id, []).append(charge.charge_id)
+        return charges, {refund.charge_id for refund in ledger.refunds.values()}
+    finally:
+        store.close()
+
+
+def stock(eco: Ecosystem, sku: str) -> int:
+    """Units of `sku` on hand, from the inventory unit's own store."""
+    store = UnitStore.open(eco.state_dir / "inventory.sqlite3")
+    try:
+        return Stock(store).available(sku) or 0
+    finally:
+        store.close()

@@ -17,9 +17,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from gateway.runlog import STATE_PARTITIONS
-from mbs import UnitStore
-from services.payments.handlers import CardLedger
-from tests.e2e.ecosystem import CALLER, TERMINAL, UNITS, Ecosystem, order, submit, wait_all
+from tests.e2e.ecosystem import (
+    CALLER,
+    TERMINAL,
+    UNITS,
+    Ecosystem,
+    order,
+    payments_ledger,
+    submit,
+    wait_all,
+)
 from tests.integration.test_hostile_records import produce_undecodable, quarantined
 
 pytestmark = pytest.mark.kafka
@@ -33,19 +40,6 @@ def fresh(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Ecosystem]:
         yield ecosystem
     finally:
         ecosystem.stop()
-
-
-def ledger(eco: Ecosystem) -> tuple[dict[str, list[str]], set[str]]:
-    """Charges by order id and the charge ids refunded, from the payments unit's store."""
-    store = UnitStore.open(eco.state_dir / "payments.sqlite3")
-    try:
-        cards = CardLedger(store)
-        charges: dict[str, list[str]] = defaultdict(list)
-        for charge in cards.charges.values():
-            charges[charge.order_id].append(charge.charge_id)
-        return charges, {refund.charge_id for refund in cards.refunds.values()}
-    finally:
-        store.close()
 
 
 async def unfinished(client: httpx.AsyncClient, locations: list[str]) -> list[str]:
@@ -105,7 +99,7 @@ async def test_bad_records_in_every_partition_do_not_stop_a_resume(
         assert len(stuck) >= 10, f"only {len(stuck)} runs were unfinished at the kill"
         client.base_url = httpx.URL(fresh.start_gateway("gateway-restarted"))
         runs = await wait_all(client, locations, 300, settled=True)
-    charges, refunded = ledger(fresh)
+    charges, refunded = payments_ledger(fresh)
     outcomes: dict[str, int] = defaultdict(int)
     for run in runs.values():
         outcomes[run["status"]] += 1

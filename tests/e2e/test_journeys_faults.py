@@ -21,16 +21,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mbs import UnitStore
-from services.inventory.handlers import Stock
-from services.payments.handlers import CardLedger
 from tests.e2e.ecosystem import (
     ADMIN,
     UNITS,
     Ecosystem,
     order,
+    payments_ledger,
     run_journey,
     steps_of,
+    stock,
     submit,
     wait_all,
 )
@@ -85,7 +84,9 @@ async def test_gateway_killed_mid_journeys_resumes_all_and_charges_once(
     assert [r["status"] for r in runs.values()].count("completed") == count
     assert all(len(charges[o["order_id"]]) == 1 for o in orders), "a card was charged twice"
     log = fresh.process("gateway-restarted").tail(400)
-    assert re.search(r"resuming run", log), f"no run resumed ({charged_before_kill} charged at the kill)"
+    assert re.search(r"resuming run", log), (
+        f"no run resumed ({charged_before_kill} charged at the kill)"
+    )
 
 
 async def test_two_gateways_share_the_work_exactly_once(
@@ -158,34 +159,12 @@ async def test_an_uncertified_partner_gets_live_traffic_only_once_certified(
     assert [c["unit"] for c in steps_of(after)["ship"]["calls"]] == ["fastship"]
 
 
-def _stock(eco: Ecosystem, sku: str) -> int:
-    """Units of `sku` on hand, read from the inventory unit's own store."""
-    store = UnitStore.open(eco.state_dir / "inventory.sqlite3")
-    try:
-        return Stock(store).available(sku) or 0
-    finally:
-        store.close()
-
-
-def _ledger(eco: Ecosystem) -> tuple[dict[str, list[str]], set[str]]:
-    """Charges by order id and the charge ids refunded, from the payments unit's store."""
-    store = UnitStore.open(eco.state_dir / "payments.sqlite3")
-    try:
-        ledger = CardLedger(store)
-        charges: dict[str, list[str]] = defaultdict(list)
-        for charge in ledger.charges.values():
-            charges[charge.order_id].append(charge.charge_id)
-        return charges, {refund.charge_id for refund in ledger.refunds.values()}
-    finally:
-        store.close()
-
-
 async def test_blocked_and_declined_orders_release_their_stock_every_time(
     fresh: Ecosystem,
 ) -> None:
     sku = "milk-jug-350ml"
     url = fresh.start_gateway("gateway")
-    before = _stock(fresh, sku)
+    before = stock(fresh, sku)
     orders = [
         order(i, sku=sku, customer_id=f"fraud-{i}")
         if i % 2
@@ -198,13 +177,13 @@ async def test_blocked_and_declined_orders_release_their_stock_every_time(
     codes = sorted({r["error"]["code"] for r in runs.values()})
     assert codes == ["card_declined", "high_risk"]
     assert all(r["status"] == "failed" and r["compensated"] for r in runs.values())
-    assert _stock(fresh, sku) == before, "every reservation of a failed order is released"
+    assert stock(fresh, sku) == before, "every reservation of a failed order is released"
 
 
-async def test_units_restarted_mid_run_keep_charges_and_stock(fresh: Ecosystem) -> None:
+async def test_units_restarted_mid_run_keep_charges_andstock(fresh: Ecosystem) -> None:
     sku = "grinder-c40"
     url = fresh.start_gateway("gateway")
-    before = _stock(fresh, sku)
+    before = stock(fresh, sku)
     bought = run_journey(url, order(1, sku=sku)).json()
     assert bought["status"] == "completed", bought
     reservation = steps_of(bought)["reserve"]["output"]["reservation_id"]
@@ -213,7 +192,7 @@ async def test_units_restarted_mid_run_keep_charges_and_stock(fresh: Ecosystem) 
         fresh.group.kill(fresh.process(unit))
         fresh.start_units(unit)
         fresh.wait_serving(unit, [topic])
-    assert _stock(fresh, sku) == before - 1
+    assert stock(fresh, sku) == before - 1
     back = {
         "charge_id": bought["output"]["charge_id"],
         "reservation_id": reservation,
@@ -222,11 +201,11 @@ async def test_units_restarted_mid_run_keep_charges_and_stock(fresh: Ecosystem) 
     }
     returned = run_journey(url, back, "return-and-refund").json()
     assert returned["status"] == "completed", returned
-    assert _stock(fresh, sku) == before
+    assert stock(fresh, sku) == before
     again = run_journey(url, back, "return-and-refund").json()
     assert again["status"] == "completed", "undoing twice answers ok: undo is idempotent"
     assert again["output"]["refund_id"] == returned["output"]["refund_id"]
-    assert _stock(fresh, sku) == before, "released once"
+    assert stock(fresh, sku) == before, "released once"
 
 
 async def test_payments_stopped_mid_stream_charge_each_order_at_most_once(
@@ -246,7 +225,7 @@ async def test_payments_stopped_mid_stream_charge_each_order_at_most_once(
         finally:
             os.kill(payments, signal.SIGCONT)
         runs = await wait_all(client, locations, 240, settled=True)
-    charges, refunded = _ledger(fresh)
+    charges, refunded = payments_ledger(fresh)
     outcomes = defaultdict(int)
     for run in runs.values():
         outcomes[run["status"]] += 1

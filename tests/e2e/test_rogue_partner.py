@@ -29,12 +29,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 import contracts
 from gateway.definition import JOURNEYS_DIR
-from mbs import UnitStore
 from mbs import wire as h
 from mbs.kafka import Connection, ensure_topics
-from services.inventory.handlers import Stock
-from services.payments.handlers import CardLedger
-from tests.e2e.ecosystem import ADMIN, CALLER, Ecosystem, order, steps_of, wait_all
+from tests.e2e.ecosystem import (
+    ADMIN,
+    CALLER,
+    Ecosystem,
+    Payments,
+    order,
+    payments_ledger,
+    steps_of,
+    stock,
+    wait_all,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -300,31 +307,6 @@ async def _fastship_card(client: httpx.AsyncClient) -> dict[str, Any]:
     return rows[0] if rows else {"calls": 0, "ok": 0, "failures": 0, "revenue": "0"}
 
 
-def _stock(eco: Ecosystem, sku: str) -> int:
-    """Units of `sku` on hand, from the inventory unit's own store."""
-    store = UnitStore.open(eco.state_dir / "inventory.sqlite3")
-    try:
-        return Stock(store).available(sku) or 0
-    finally:
-        store.close()
-
-
-Payments = tuple[dict[str, list[str]], set[str]]
-
-
-def _payments(eco: Ecosystem) -> Payments:
-    """Charge ids by order id, and the refunded charge ids, from the payments unit's store."""
-    store = UnitStore.open(eco.state_dir / "payments.sqlite3")
-    try:
-        ledger = CardLedger(store)
-        charges: dict[str, list[str]] = {}
-        for charge in ledger.charges.values():
-            charges.setdefault(charge.order_id, []).append(charge.charge_id)
-        return charges, {refund.charge_id for refund in ledger.refunds.values()}
-    finally:
-        store.close()
-
-
 async def _still_serving(client: httpx.AsyncClient) -> None:
     """A plain order on the in-house carrier completes; the gateway says it is healthy."""
     assert (await client.get("/healthz")).status_code == 200
@@ -339,17 +321,17 @@ async def test_a_broken_reply_fails_the_step_or_fails_over(
 ) -> None:
     """Without failover the run undoes its charge and stock; with it, the in-house carrier
     ships. Each broken reply counts against FastShip on its scorecard."""
-    card_before, stock_before = await _fastship_card(client), _stock(eco, STOCK_SKU)
+    card_before, stock_before = await _fastship_card(client), stock(eco, STOCK_SKU)
     fixed = [("rogue-fixed", kind) for kind in BROKEN]
     failover = [("rogue-failover", kind) for kind in BROKEN]
     outcomes = await _drive(client, fixed + failover)
-    payments = _payments(eco)
+    payments = payments_ledger(eco)
     for o in outcomes[: len(fixed)]:
         _failed_and_undone(o, payments, rogue)
     for o in outcomes[len(fixed) :]:
         _failed_over(o, payments)
     kept = len(failover)  # the failed-over sales keep their stock
-    assert _stock(eco, STOCK_SKU) == stock_before - kept, "failed runs release their stock"
+    assert stock(eco, STOCK_SKU) == stock_before - kept, "failed runs release their stock"
     card = await _fastship_card(client)
     assert card["failures"] - card_before["failures"] >= len(outcomes), card
     assert card["ok"] == card_before["ok"], card
@@ -360,7 +342,7 @@ async def test_a_price_that_is_no_number_is_a_broken_reply(
     eco: Ecosystem, rogue: Rogue, client: httpx.AsyncClient
 ) -> None:
     outcomes = await _drive(client, [("rogue-fixed", PRICE_ABC), ("rogue-failover", PRICE_ABC)])
-    payments = _payments(eco)
+    payments = payments_ledger(eco)
     _failed_and_undone(outcomes[0], payments, rogue)
     _failed_over(outcomes[1], payments)
     await _still_serving(client)
