@@ -9,8 +9,6 @@ import os
 import re
 import signal
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,7 +18,6 @@ from gateway.runlog import STATE_PARTITIONS
 from tests.e2e.ecosystem import (
     CALLER,
     TERMINAL,
-    UNITS,
     Ecosystem,
     order,
     payments_ledger,
@@ -30,16 +27,6 @@ from tests.e2e.ecosystem import (
 from tests.integration.test_hostile_records import produce_undecodable, quarantined
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def fresh(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Ecosystem]:
-    ecosystem = Ecosystem(kafka_bootstrap, tmp_path)
-    try:
-        ecosystem.start_units(*UNITS)
-        yield ecosystem
-    finally:
-        ecosystem.stop()
 
 
 async def unfinished(client: httpx.AsyncClient, locations: list[str]) -> list[str]:

@@ -15,15 +15,12 @@ import subprocess
 import sys
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.e2e.ecosystem import (
     ADMIN,
-    UNITS,
     Ecosystem,
     order,
     payments_ledger,
@@ -36,16 +33,6 @@ from tests.e2e.ecosystem import (
 from tests.kafka_probe import Probe
 
 pytestmark = pytest.mark.kafka
-
-
-@pytest.fixture
-def fresh(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Ecosystem]:
-    ecosystem = Ecosystem(kafka_bootstrap, tmp_path)
-    try:
-        ecosystem.start_units(*UNITS)
-        yield ecosystem
-    finally:
-        ecosystem.stop()
 
 
 def charges_by_order(probe: Probe) -> dict[str, set[str]]:
