@@ -251,8 +251,10 @@ class LocalBroker:
                 return
             time.sleep(0.2)
         raise BrokerError(
-            f"the broker did not accept connections within {self.start_timeout:g}s; "
-            f"see {self.log_file} or raise MBS_BROKER_START_TIMEOUT"
+            f"the broker did not accept connections within {self.start_timeout:g}s "
+            f"(port {self.port} {'open' if _port_open(self.port) else 'closed'}); raise "
+            f"MBS_BROKER_START_TIMEOUT on a slow machine. Last log lines ({self.log_file}):\n"
+            + "\n".join(self.logs(25))
         )
 
     def _log_says_started(self) -> bool:
