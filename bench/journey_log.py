@@ -59,8 +59,12 @@ async def read_journey_log(bootstrap: str, topic: str) -> JourneyLog:
     record of a key in its partition is the run's newest state (what compaction keeps)."""
     options = Connection(bootstrap).options()
     parts = [TopicPartition(topic, p) for p in await _partitions(options, topic)]
-    consumer = AIOKafkaConsumer(
-        **options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest"
+    consumer = AIOKafkaConsumer(  # committed states only: what the engine acted on
+        **options,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
     )
     await consumer.start()
     try:

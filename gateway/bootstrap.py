@@ -73,9 +73,7 @@ class Gateway:
         await self.definition_store.seed(list(shipped.values()))
         units = {c.unit for c in self.catalog.contracts()}
         await self.requester.start(h.reply_topic(unit) for unit in units)
-        await self.runlog.start(
-            self.executor.on_record, self.executor.on_assigned, self.executor.on_revoked
-        )
+        await self.runlog.start(self.executor)
         if self.settings.require_certification:
             await self.certifications.table.follow()  # kept current as partners certify
             self.catalog.certified = self.certifications.records

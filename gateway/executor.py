@@ -2,7 +2,11 @@
 
 While a partition is replayed, each run's newest record is kept; a record that is not a run
 is quarantined and never replaces the state before it, and one bad record never stops the
-others from resuming."""
+others from resuming. A replay is over when the reader's position reaches the end the
+partition had when it was assigned (its last offsets may hold no record, only transaction
+markers). A run whose state could not be saved stops, and is taken up again from where its
+last saved state left it: by its partition's new owner if this gateway lost it, else here
+after a pause."""
 
 from __future__ import annotations
 
@@ -12,11 +16,15 @@ from collections import OrderedDict
 
 from gateway.definition import JourneyDefinition
 from gateway.engine import JourneyEngine
+from gateway.fencing import NotOwner, NotSaved
 from gateway.models import JourneyRun
 from gateway.runlog import RunLog, looks_saved, revision
+from mbs.backoff import Backoff
 
 log = logging.getLogger("mbs.gateway.executor")
 REMEMBERED = 100_000
+RETRY_SAVE = Backoff(first_s=0.5, max_s=10.0)
+UNKNOWN_END = 2**63  # a partition's replay end until it is fenced and read
 
 Definitions = dict[tuple[str, int], JourneyDefinition]
 
@@ -45,11 +53,18 @@ class Executor:
         """Joined the group and replayed every owned partition (unfinished runs resumed)."""
         return self.joined and not self.replaying()
 
+    def assigning(self, partitions: set[int]) -> None:
+        """Records of these may come before their end is known: all are held (the end
+        `on_assigned` gives is only known once the partition is fenced)."""
+        for partition in partitions:
+            self.replay_end[partition] = UNKNOWN_END
+            self.pending[partition] = {}
+
     async def on_assigned(self, ends: dict[int, int]) -> None:
         self.joined = True
         for partition, end in ends.items():
             self.replay_end[partition] = end
-            self.pending[partition] = {}
+            self.pending.setdefault(partition, {})
 
     async def on_revoked(self, partitions: set[int]) -> None:
         """Another instance owns these now: stop working on their runs (it resumes them).
@@ -73,17 +88,12 @@ class Executor:
     ) -> None:
         """Every record of an owned partition (value None: nothing to act on, but the replay
         moves on): buffered while replaying, else acted on."""
-        end = self.replay_end.get(partition, 0)
-        if offset + 1 < end:
-            if value is not None:
-                self._buffer(run_id, value, partition, offset)
-            return
-        if partition in self.pending:  # the replay ends here: resume what did not finish
-            if offset + 1 == end and value is not None:
-                self._buffer(run_id, value, partition, offset)
-            self._resume(partition)
-            if offset + 1 == end:
+        if partition in self.pending:
+            if offset < self.replay_end.get(partition, 0):
+                if value is not None:
+                    self._buffer(run_id, value, partition, offset)
                 return
+            self._resume(partition)  # a record past the end: the replay is over
         if value is None or run_id in self.active:
             return  # nothing to act on, or our own writes read back
         if run_id in self.finished and b'"unsettled":[]' in value:
@@ -91,6 +101,11 @@ class Executor:
         run = self.runlog.read(run_id, value, partition, offset)
         if run is not None:
             self._consider(run, partition, resumed=False)
+
+    async def on_position(self, partition: int, position: int) -> None:
+        """The reader got this far in an owned partition: at its end, the replay is over."""
+        if partition in self.pending and position >= self.replay_end.get(partition, 0):
+            self._resume(partition)
 
     def _buffer(self, run_id: str, value: bytes, partition: int, offset: int) -> None:
         """Keep a run's newest record; one that does not look like a saved run is read now,
@@ -125,8 +140,8 @@ class Executor:
 
     def take(self, run: JourneyRun, partition: int) -> bool:
         """Start a run this gateway just accepted, if it owns the run's partition (no hop)."""
-        if partition not in self.replay_end or self.pending.get(partition):
-            return False
+        if partition not in self.replay_end or partition in self.pending:
+            return False  # not ours, or its replay not over: it is found there
         self._consider(run, partition, resumed=False)
         return run.run_id in self.active
 
@@ -148,16 +163,37 @@ class Executor:
         if resumed or run.revision > 1:
             self.resumed += 1
             log.info("resuming run %s of %s at revision %d", run.run_id, run.journey, run.revision)
-        task = asyncio.create_task(self._execute(definition, run))
+        task = asyncio.create_task(self._execute(definition, run, partition))
         self.active[run.run_id] = (task, partition)
 
-    async def _execute(self, definition: JourneyDefinition, run: JourneyRun) -> None:
+    async def _execute(
+        self, definition: JourneyDefinition, run: JourneyRun, partition: int
+    ) -> None:
         try:
-            await self.engine.run(definition, run)
-            self._remember(run.run_id, run.revision)
-            self.runlog.finished_here(run)
+            failures = 0
+            while not await self._run_once(definition, run):
+                failures += 1
+                await asyncio.sleep(RETRY_SAVE.delay(failures))
+                if partition not in self.replay_end:
+                    return  # lost meanwhile: the new owner takes it up
         finally:
             self.active.pop(run.run_id, None)
+
+    async def _run_once(self, definition: JourneyDefinition, run: JourneyRun) -> bool:
+        """True once the run needs nothing more from this gateway."""
+        try:
+            await self.engine.run(definition, run)
+        except NotOwner as exc:  # fenced, or the partition went: its owner takes it up
+            log.warning("run %s stops here: %s", run.run_id, exc)
+            return True
+        except NotSaved as exc:
+            # The engine saves before it acts, so nothing unsaved was sent; taken up again
+            # from its state in memory, the run settles what its last save had under way.
+            log.warning("run %s: a state was not saved (%s); taking it up again", run.run_id, exc)
+            return False
+        self._remember(run.run_id, run.revision)
+        self.runlog.finished_here(run)
+        return True
 
     def _remember(self, run_id: str, revision: int) -> None:
         if revision < 0:

@@ -89,7 +89,7 @@ async def start_journey(
     if not gateway.broker.reachable:
         raise HTTPException(503, "Kafka is unreachable; no run was started", RETRY_AFTER)
     try:  # durable before anything runs
-        partition = await asyncio.wait_for(gateway.runlog.save(run), SAVE_TIMEOUT_S)
+        partition = await asyncio.wait_for(gateway.runlog.submit(run), SAVE_TIMEOUT_S)
     except TimeoutError:
         raise HTTPException(
             503,
@@ -129,7 +129,7 @@ async def reopen_run(name: str, run_id: str, request: Request, admin: AdminKey) 
         raise HTTPException(409, f"run {run_id} is {run.status}, not compensation_failed")
     reopened = run.model_copy(deep=True)
     gateway.engine.reopen(reopened)
-    await gateway.runlog.save(reopened)
+    await gateway.runlog.submit(reopened)
     return _respond(reopened, 202)
 
 

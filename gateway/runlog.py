@@ -4,8 +4,12 @@ A run is written before the engine acts on it. Two readers follow the log:
 - the *observer* (every gateway instance, all partitions) keeps recent runs for
   `GET /journeys/{name}/runs/{id}` and wakes the HTTP call waiting for a run to finish;
 - the *executor* (consumer group `mbs.gateway`, so each partition has one owner) runs the
-  journeys of its partitions. On assignment it replays its partitions and resumes every run
-  that has not finished, so a gateway killed mid-journey loses nothing.
+  journeys of its partitions. On assignment it first fences the partitions' earlier writers
+  (see `gateway.fencing`), then replays them and resumes every run that has not finished, so
+  a gateway killed mid-journey loses nothing and one that lost its partitions writes nothing.
+
+Both read committed records only (the engine writes in transactions); a new run or an
+operator's reopening is handed to the partition's owner with a plain write (`submit`).
 
 Each record is judged on its own: one that is not a saved run filed under its own run id is
 skipped and copied to `<topic>.dlq` (see `mbs.kafka.quarantine`); the state before it stands
@@ -22,10 +26,12 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import IllegalStateError
 
+from gateway.fencing import FencedWriter, NotOwner, partition_of
 from gateway.models import JourneyRun
 from mbs.kafka import (
     BadRecord,
@@ -46,8 +52,29 @@ _REVISION = re.compile(rb'"revision":(\d+)')
 # (run id, value, partition, offset); value None: a record with nothing to act on (a
 # tombstone, or one skipped as unreadable) that still moves the replay on.
 RecordHandler = Callable[[str, bytes | None, int, int], Awaitable[None]]
-RevokeHandler = Callable[[set[int]], Awaitable[None]]
-AssignHandler = Callable[[dict[int, int]], Awaitable[None]]
+# (partition, position): how far a reader got, past transaction markers and compacted gaps
+PositionHandler = Callable[[int, int], Awaitable[None]]
+
+
+class PartitionOwner(Protocol):
+    """What the executor does with the partitions the group gives this gateway."""
+
+    def assigning(self, partitions: set[int]) -> None:
+        """Given, not yet replayable: hold every record of them until `on_assigned`."""
+
+    async def on_assigned(self, ends: dict[int, int]) -> None:
+        """Fenced, and each partition's end known: replay up to it, then resume."""
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """Taken away: stop their runs before their next owner reads them."""
+
+    async def on_record(
+        self, run_id: str, value: bytes | None, partition: int, offset: int
+    ) -> None:
+        """Every committed record of an owned partition, in order."""
+
+    async def on_position(self, partition: int, position: int) -> None:
+        """How far the reader got in an owned partition."""
 
 
 class RunLog:
@@ -60,13 +87,13 @@ class RunLog:
         self._observed: dict[int, int] = {}  # partition -> next offset the observer reads
         self._replay_to: dict[int, int] = {}  # partition -> end offset when it started
         self._producer: AIOKafkaProducer | None = None
+        self._writers: dict[int, FencedWriter] = {}
+        self.rebalances = 0  # a position read across a rebalance may predate its seeks
         self._tasks: list[asyncio.Task[None]] = []
         self._consumers: list[AIOKafkaConsumer] = []
         self.quarantine = Quarantine(topic, connection)  # shared: each bad record reported once
 
-    async def start(
-        self, on_record: RecordHandler, on_assigned: AssignHandler, on_revoked: RevokeHandler
-    ) -> None:
+    async def start(self, owner: PartitionOwner) -> None:
         await ensure_topics(
             self.connection, [self.topic], partitions=STATE_PARTITIONS, config=STATE_CONFIG
         )
@@ -83,17 +110,22 @@ class RunLog:
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            isolation_level="read_committed",
             fetch_max_wait_ms=20,
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1000,
         )
         await consumer.start()
         executor = RecordReader(consumer, self.quarantine)
-        consumer.subscribe([self.topic], listener=_Replay(executor, on_assigned, on_revoked))
+        consumer.subscribe([self.topic], listener=_Replay(executor, self, owner))
         self._consumers = [observer.consumer, consumer]
         self._tasks = [
-            asyncio.create_task(self._follow(observer, self.observe), name="runlog-observer"),
-            asyncio.create_task(self._follow(executor, on_record), name="runlog-executor"),
+            asyncio.create_task(
+                self._follow(observer, self.observe, self._observed_to), name="runlog-observer"
+            ),
+            asyncio.create_task(
+                self._follow(executor, owner.on_record, owner.on_position), name="runlog-executor"
+            ),
         ]
 
     async def stop(self) -> None:
@@ -103,21 +135,47 @@ class RunLog:
                 await task
         for consumer in self._consumers:
             await consumer.stop()
+        await self.release(set(self._writers))
         if self._producer is not None:
             await self._producer.stop()
         await self.quarantine.close()
 
-    async def save(self, run: JourneyRun) -> int:
-        """Write the run's new state, wait until the broker has it (acks=all); its partition."""
+    async def save(self, run: JourneyRun) -> None:
+        """The engine's write: the run's new state, committed through the partition's fenced
+        writer before this returns. `NotOwner` when this gateway does not own the partition
+        (any more): the run must stop, its owner takes it up."""
+        partition = partition_of(run.run_id, STATE_PARTITIONS)
+        writer = self._writers.get(partition)
+        if writer is None:
+            raise NotOwner(f"journey-log partition {partition} is not this gateway's")
+        run.revision += 1
+        await writer.write(run.run_id.encode(), run.model_dump_json().encode())
+
+    async def submit(self, run: JourneyRun) -> int:
+        """Hand a new (or reopened) run to its partition's owner, whoever that is: a plain
+        write, acknowledged by every in-sync replica before this returns; its partition."""
         assert self._producer is not None, "start() first"
         run.revision += 1
-        meta = await self._producer.send_and_wait(
-            self.topic, run.model_dump_json().encode(), key=run.run_id.encode()
+        partition = partition_of(run.run_id, STATE_PARTITIONS)
+        await self._producer.send_and_wait(
+            self.topic, run.model_dump_json().encode(), key=run.run_id.encode(), partition=partition
         )
-        return int(meta.partition)
+        return partition
+
+    async def fence(self, partitions: set[int]) -> None:
+        """Become the only writer of these partitions (before their end is read)."""
+        fresh = {p: FencedWriter(self.connection, self.topic, self.group, p) for p in partitions}
+        await self.release(set(fresh) & set(self._writers))
+        await asyncio.gather(*(writer.start() for writer in fresh.values()))
+        self._writers.update(fresh)
+
+    async def release(self, partitions: set[int]) -> None:
+        """Commit what is queued for these partitions and give them up."""
+        writers = [self._writers.pop(p) for p in partitions if p in self._writers]
+        await asyncio.gather(*(writer.close() for writer in writers))
 
     async def flush(self) -> None:
-        """Until every state written so far is in the log (sent, or failed)."""
+        """Until every new run handed over so far is in the log (sent, or failed)."""
         if self._producer is not None:
             await self._producer.flush()
 
@@ -184,6 +242,7 @@ class RunLog:
             **self.connection.options(),
             group_id=None,
             enable_auto_commit=False,
+            isolation_level="read_committed",
             fetch_max_wait_ms=20,
         )
         await consumer.start()
@@ -207,7 +266,7 @@ class RunLog:
 
     async def observe(self, run_id: str, value: bytes | None, partition: int, offset: int) -> None:
         """Keep the raw record; parse only what someone is waiting for."""
-        self._observed[partition] = offset + 1
+        self._observed[partition] = max(self._observed.get(partition, 0), offset + 1)
         if value is None:
             return
         if not looks_saved(run_id, value) and self.read(run_id, value, partition, offset) is None:
@@ -229,12 +288,27 @@ class RunLog:
         while len(self._runs) > KEPT_RUNS:
             self._runs.popitem(last=False)
 
-    async def _follow(self, reader: RecordReader, handle: RecordHandler) -> None:
+    async def _observed_to(self, partition: int, position: int) -> None:
+        self._observed[partition] = max(self._observed.get(partition, 0), position)
+
+    async def _follow(
+        self, reader: RecordReader, handle: RecordHandler, reached: PositionHandler
+    ) -> None:
+        """Hand on every record, then how far each partition was read: a partition's last
+        offsets may hold no record (transaction markers), yet its replay is over there."""
         while True:
             batches = await reader.getmany(timeout_ms=500)
             for tp, records in batches.items():
                 for record in records:
                     await self._deliver(record, tp.partition, handle)
+            rebalances = self.rebalances
+            positions = []
+            for tp in sorted(reader.consumer.assignment()):
+                with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+                    positions.append((tp.partition, await reader.consumer.position(tp)))
+            if rebalances == self.rebalances:
+                for partition, position in positions:
+                    await reached(partition, position)
 
     async def _deliver(self, record: Any, partition: int, handle: RecordHandler) -> None:
         """Hand one record on; whatever it holds, the reader goes on with the next."""
@@ -277,23 +351,35 @@ class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]
     """Reads assigned partitions from their beginning, so unfinished runs are found again."""
 
     def __init__(
-        self, reader: RecordReader, on_assigned: AssignHandler, on_revoked: RevokeHandler
+        self,
+        reader: RecordReader,
+        runlog: RunLog,
+        owner: PartitionOwner,
     ) -> None:
         self.reader = reader
         self.consumer = reader.consumer
-        self.on_assigned = on_assigned
-        self.on_revoked = on_revoked
+        self.runlog = runlog
+        self.owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.runlog.rebalances += 1
         self.reader.forget(revoked)
-        await self.on_revoked({tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        await self.owner.on_revoked(partitions)  # its runs stopped, so nothing more is queued
+        await self.runlog.release(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.runlog.rebalances += 1
+        # the fetcher may hand out their records during the awaits below: they are held
+        self.owner.assigning({tp.partition for tp in assigned})
         if not assigned:  # more instances than partitions: nothing to replay, still joined
-            await self.on_assigned({})
+            await self.owner.on_assigned({})
             return
+        # fenced first: the end read next is then final for every earlier writer
+        await self.runlog.fence({tp.partition for tp in assigned})
         for tp, offset in (await self.consumer.beginning_offsets(list(assigned))).items():
             self.reader.seek(tp, offset)
         ends = await self.consumer.end_offsets(list(assigned))
-        await self.on_assigned({tp.partition: end for tp, end in ends.items()})
+        await self.owner.on_assigned({tp.partition: end for tp, end in ends.items()})
+        self.runlog.rebalances += 1  # and any position read while these seeks were made
         log.info("executing journeys of partitions %s", sorted(tp.partition for tp in assigned))

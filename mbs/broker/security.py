@@ -29,7 +29,7 @@ from mbs.kafka.quarantine import dlq_topic
 from mbs.settings import Settings
 
 LITERAL, PREFIXED = ResourcePatternType.LITERAL, ResourcePatternType.PREFIXED
-TOPIC, GROUP = ResourceType.TOPIC, ResourceType.GROUP
+TOPIC, GROUP, TXN = ResourceType.TOPIC, ResourceType.GROUP, ResourceType.TRANSACTIONAL_ID
 READ, WRITE, DESCRIBE, CREATE = (
     AclOperation.READ,
     AclOperation.WRITE,
@@ -82,12 +82,15 @@ def unit_grants(unit: str, contracts: Iterable[Contract]) -> list[Grant]:
 
 
 def gateway_grants(contracts: Iterable[Contract], group: str, contracts_topic: str) -> list[Grant]:
-    """Write every request topic, read every reply topic, own the journey log and registry."""
+    """Write every request topic, read every reply topic, own the journey log (its fenced
+    writers too) and the registry."""
     grants: list[Grant] = [(TOPIC, "mbs.replies.", PREFIXED, op) for op in (READ, DESCRIBE)]
     grants += [(TOPIC, "mbs.journeys.", PREFIXED, op) for op in (READ, WRITE, DESCRIBE, CREATE)]
     grants += [(TOPIC, contracts_topic, LITERAL, op) for op in (READ, WRITE, DESCRIBE)]
     grants += [(TOPIC, "mbs.certifications", LITERAL, op) for op in (READ, DESCRIBE)]
     grants.append((GROUP, group, LITERAL, READ))
+    # the journey log's fenced writers: one transactional id per partition, `<group>.p<n>`
+    grants += [(TXN, f"{group}.p", PREFIXED, op) for op in (WRITE, DESCRIBE)]
     for c in contracts:
         grants += [(TOPIC, c.request_topic, LITERAL, op) for op in (WRITE, DESCRIBE)]
     return grants

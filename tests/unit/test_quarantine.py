@@ -44,6 +44,7 @@ class Captured:
         self.fail = fail
         self.closed = 0
         self.closing_s = closing_s
+        self.closing = False
 
     async def __call__(self, copy: Copy) -> None:
         if self.fail:
@@ -51,7 +52,9 @@ class Captured:
         self.copies.append(copy)
 
     async def close(self) -> None:
-        await asyncio.sleep(self.closing_s)
+        self.closing = True
+        await asyncio.sleep(self.closing_s)  # a producer takes a while to close
+        self.closing = False
         self.closed += 1
 
 
@@ -150,7 +153,10 @@ async def test_a_record_refused_while_the_producer_closes_is_still_copied() -> N
     copier = Captured(closing_s=0.05)
     quarantine = Quarantine(TOPIC, copier=copier)
     admit(record(1, b"k", b"{"), RegistryView().apply, quarantine)
-    await asyncio.sleep(0.01)  # copied; the producer is closing
+    deadline = asyncio.get_running_loop().time() + 5
+    while not copier.closing:  # copied; the producer is closing
+        assert asyncio.get_running_loop().time() < deadline, "the producer never closed"
+        await asyncio.sleep(0)
     admit(record(2, b"k", b"{"), RegistryView().apply, quarantine)
     await quarantine.flush()
     assert [c.key for c in copier.copies] == [b"0:1", b"0:2"]
@@ -249,11 +255,16 @@ async def test_a_replay_resumes_every_run_around_bad_records() -> None:
         ("r4", run_record("r4")),
         ("r4", b'{"run_id":"r4","revision":3}'),  # looks saved, is not: r4 is lost, alone
         ("r5", run_record("r1")),  # another run's state filed under r5
-        ("", None),  # a record with nothing to act on ends the replay
+        ("", None),  # a record with nothing to act on (an unreadable one)
     ]
-    await executor.on_assigned({0: len(feed)})
+    end = len(feed) + 2  # two transaction markers after the last record: no record there
+    await executor.on_assigned({0: end})
     for offset, (run_id, value) in enumerate(feed):
         await executor.on_record(run_id, value, 0, offset)
+    await executor.on_position(0, len(feed))
+    await asyncio.sleep(0)
+    assert engine.ran == [], "resumed before the replay reached the partition's end"
+    await executor.on_position(0, end)  # the reader's position passes the markers
     await asyncio.sleep(0)
     assert sorted(engine.ran) == ["r1", "r2"]
     assert runlog.quarantine.counts == {"not_json": 1, "schema_invalid": 2, "refused": 1}
