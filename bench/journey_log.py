@@ -31,9 +31,11 @@ class JourneyLog:
 
     def add(self, key: str, value: bytes | None, where: str) -> None:
         """Take the next record of the log (in offset order within its partition)."""
-        if value is None:
-            self.runs.pop(key, None)  # a tombstone: the run was deleted
-            return
+        if value is None:  # a tombstone: the run was deleted, and must have finished first
+            ended = self.runs.get(key)
+            if ended is not None and (ended.get("status") == "running" or ended.get("unsettled")):
+                self.regressions.append(f"run {key}: deleted at {where} while not finished")
+            return  # its last state stands for what it did
         try:
             run = json.loads(value)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -12,6 +12,7 @@ from gateway.definition.store import DefinitionStore
 from gateway.engine import JourneyEngine, UndoPolicy
 from gateway.executor import Executor
 from gateway.observers import PrometheusObserver
+from gateway.retention import Retention
 from gateway.runlog import RunLog
 from gateway.secrets import Vault
 from gateway.transport import KafkaTransport
@@ -49,7 +50,12 @@ class Gateway:
             record_limit=settings.max_record_bytes,
             vault=Vault.from_settings(settings),
         )
-        self.executor = Executor(self.engine, self.runlog, self.definition_store.versions)
+        self.retention = Retention(
+            self.runlog.delete, settings.journey_retention_s, settings.journey_retained_runs
+        )
+        self.executor = Executor(
+            self.engine, self.runlog, self.definition_store.versions, self.retention
+        )
         self.started = False
 
     def readiness(self) -> dict[str, bool]:
@@ -74,6 +80,7 @@ class Gateway:
         units = {c.unit for c in self.catalog.contracts()}
         await self.requester.start(h.reply_topic(unit) for unit in units)
         await self.runlog.start(self.executor)
+        self.retention.start()
         if self.settings.require_certification:
             await self.certifications.table.follow()  # kept current as partners certify
             self.catalog.certified = self.certifications.records
@@ -83,6 +90,7 @@ class Gateway:
     async def stop(self) -> None:
         self.started = False
         await self.certifications.table.stop()
+        await self.retention.stop()
         await self.executor.stop()
         await self.engine.stop()
         await self.runlog.stop()

@@ -18,6 +18,7 @@ from gateway.definition import JourneyDefinition
 from gateway.engine import JourneyEngine
 from gateway.fencing import NotOwner, NotSaved
 from gateway.models import JourneyRun
+from gateway.retention import Retention
 from gateway.runlog import RunLog, looks_saved, revision
 from mbs.backoff import Backoff
 
@@ -32,10 +33,17 @@ Definitions = dict[tuple[str, int], JourneyDefinition]
 class Executor:
     """One owner per run: the gateway instance that owns the run's state partition."""
 
-    def __init__(self, engine: JourneyEngine, runlog: RunLog, definitions: Definitions) -> None:
+    def __init__(
+        self,
+        engine: JourneyEngine,
+        runlog: RunLog,
+        definitions: Definitions,
+        retention: Retention | None = None,
+    ) -> None:
         self.engine = engine
         self.runlog = runlog
         self.definitions = definitions
+        self.retention = retention
         self.active: dict[str, tuple[asyncio.Task[None], int]] = {}
         self.finished: OrderedDict[str, int] = OrderedDict()  # run id -> final revision
         self.replay_end: dict[int, int] = {}
@@ -71,6 +79,8 @@ class Executor:
         The rebalance waits for this: each run is stopped, steps included, and every state
         it wrote is in the log before the next owner reads the log's end, so no run is
         executed twice and no older state lands after the next owner's."""
+        if self.retention is not None:
+            self.retention.forget(partitions)
         stopping = []
         for run_id, (task, partition) in list(self.active.items()):
             if partition in partitions:
@@ -150,6 +160,8 @@ class Executor:
             return
         if run.finished or run.revision <= self.finished.get(run.run_id, -1):
             self._remember(run.run_id, run.revision if run.finished else -1)
+            if run.finished and self.retention is not None:
+                self.retention.finished(run, partition)
             return
         definition = self.definitions.get((run.journey, run.version))
         if definition is None:
@@ -171,7 +183,7 @@ class Executor:
     ) -> None:
         try:
             failures = 0
-            while not await self._run_once(definition, run):
+            while not await self._run_once(definition, run, partition):
                 failures += 1
                 await asyncio.sleep(RETRY_SAVE.delay(failures))
                 if partition not in self.replay_end:
@@ -179,7 +191,9 @@ class Executor:
         finally:
             self.active.pop(run.run_id, None)
 
-    async def _run_once(self, definition: JourneyDefinition, run: JourneyRun) -> bool:
+    async def _run_once(
+        self, definition: JourneyDefinition, run: JourneyRun, partition: int
+    ) -> bool:
         """True once the run needs nothing more from this gateway."""
         try:
             await self.engine.run(definition, run)
@@ -193,6 +207,8 @@ class Executor:
             return False
         self._remember(run.run_id, run.revision)
         self.runlog.finished_here(run)
+        if self.retention is not None:
+            self.retention.finished(run, partition)
         return True
 
     def _remember(self, run_id: str, revision: int) -> None:

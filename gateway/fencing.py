@@ -62,7 +62,7 @@ class FencedWriter:
             acks="all",
             linger_ms=0,
         )
-        self._queue: list[tuple[bytes, bytes, asyncio.Future[None]]] = []
+        self._queue: list[tuple[bytes, bytes | None, asyncio.Future[None]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -74,8 +74,9 @@ class FencedWriter:
         await self.producer.start()  # returns once the producer id is ours: others fenced
         self._task = asyncio.create_task(self._commit_loop(), name=f"runlog-p{self.partition}")
 
-    async def write(self, key: bytes, value: bytes) -> None:
-        """Once this returns, the record is committed; `NotOwner` if it cannot be."""
+    async def write(self, key: bytes, value: bytes | None) -> None:
+        """Once this returns, the record (None: a tombstone) is committed; `NotOwner` if it
+        cannot be, `NotSaved` if Kafka did not take it."""
         if self.broken is not None:
             raise NotOwner(f"journey-log partition {self.partition}: {self.broken}")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -106,7 +107,7 @@ class FencedWriter:
             if self._closing and not self._queue:
                 return
 
-    async def _commit(self, batch: list[tuple[bytes, bytes, asyncio.Future[None]]]) -> None:
+    async def _commit(self, batch: list[tuple[bytes, bytes | None, asyncio.Future[None]]]) -> None:
         try:
             await self.producer.begin_transaction()
             sent = [
@@ -139,7 +140,9 @@ class FencedWriter:
             log.error("journey-log partition %d: %s", self.partition, self.broken)
 
     @staticmethod
-    def _fail(batch: list[tuple[bytes, bytes, asyncio.Future[None]]], error: NotSaved) -> None:
+    def _fail(
+        batch: list[tuple[bytes, bytes | None, asyncio.Future[None]]], error: NotSaved
+    ) -> None:
         for *_, future in batch:
             if not future.done():
                 future.set_exception(error)

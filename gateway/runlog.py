@@ -26,13 +26,14 @@ import logging
 import re
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import IllegalStateError
 
 from gateway.fencing import FencedWriter, NotOwner, partition_of
 from gateway.models import JourneyRun
+from gateway.ownership import PartitionOwner, Replay
 from mbs.kafka import (
     BadRecord,
     Connection,
@@ -45,7 +46,14 @@ from mbs.kafka import (
 
 log = logging.getLogger("mbs.gateway.runlog")
 STATE_PARTITIONS = 6
-STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+# Compacted: a run's earlier states go once newer ones are a minute old; its last state goes
+# when its owner deletes the run (`gateway.retention`); segments roll hourly so the cleaner
+# reaches them (it never cleans the open one).
+STATE_CONFIG = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "60000",
+    "segment.ms": "3600000",
+}
 KEPT_RUNS = 20_000
 _REVISION = re.compile(rb'"revision":(\d+)')
 
@@ -54,27 +62,6 @@ _REVISION = re.compile(rb'"revision":(\d+)')
 RecordHandler = Callable[[str, bytes | None, int, int], Awaitable[None]]
 # (partition, position): how far a reader got, past transaction markers and compacted gaps
 PositionHandler = Callable[[int, int], Awaitable[None]]
-
-
-class PartitionOwner(Protocol):
-    """What the executor does with the partitions the group gives this gateway."""
-
-    def assigning(self, partitions: set[int]) -> None:
-        """Given, not yet replayable: hold every record of them until `on_assigned`."""
-
-    async def on_assigned(self, ends: dict[int, int]) -> None:
-        """Fenced, and each partition's end known: replay up to it, then resume."""
-
-    async def on_revoked(self, partitions: set[int]) -> None:
-        """Taken away: stop their runs before their next owner reads them."""
-
-    async def on_record(
-        self, run_id: str, value: bytes | None, partition: int, offset: int
-    ) -> None:
-        """Every committed record of an owned partition, in order."""
-
-    async def on_position(self, partition: int, position: int) -> None:
-        """How far the reader got in an owned partition."""
 
 
 class RunLog:
@@ -117,7 +104,7 @@ class RunLog:
         )
         await consumer.start()
         executor = RecordReader(consumer, self.quarantine)
-        consumer.subscribe([self.topic], listener=_Replay(executor, self, owner))
+        consumer.subscribe([self.topic], listener=Replay(executor, self, owner))
         self._consumers = [observer.consumer, consumer]
         self._tasks = [
             asyncio.create_task(
@@ -150,6 +137,14 @@ class RunLog:
             raise NotOwner(f"journey-log partition {partition} is not this gateway's")
         run.revision += 1
         await writer.write(run.run_id.encode(), run.model_dump_json().encode())
+
+    async def delete(self, run_id: str) -> None:
+        """Delete a finished run (a tombstone, through the partition's fenced writer)."""
+        partition = partition_of(run_id, STATE_PARTITIONS)
+        writer = self._writers.get(partition)
+        if writer is None:
+            raise NotOwner(f"journey-log partition {partition} is not this gateway's")
+        await writer.write(run_id.encode(), None)
 
     async def submit(self, run: JourneyRun) -> int:
         """Hand a new (or reopened) run to its partition's owner, whoever that is: a plain
@@ -267,7 +262,8 @@ class RunLog:
     async def observe(self, run_id: str, value: bytes | None, partition: int, offset: int) -> None:
         """Keep the raw record; parse only what someone is waiting for."""
         self._observed[partition] = max(self._observed.get(partition, 0), offset + 1)
-        if value is None:
+        if value is None:  # deleted (retention), or nothing readable: not shown any more
+            self._runs.pop(run_id, None)
             return
         if not looks_saved(run_id, value) and self.read(run_id, value, partition, offset) is None:
             return  # not a run: the state before it stands
@@ -345,41 +341,3 @@ def revision(value: bytes) -> int:
     at = value.rfind(b'"revision":')
     found = _REVISION.match(value, at) if at >= 0 else None
     return int(found.group(1)) if found else 0
-
-
-class _Replay(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Reads assigned partitions from their beginning, so unfinished runs are found again."""
-
-    def __init__(
-        self,
-        reader: RecordReader,
-        runlog: RunLog,
-        owner: PartitionOwner,
-    ) -> None:
-        self.reader = reader
-        self.consumer = reader.consumer
-        self.runlog = runlog
-        self.owner = owner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        self.runlog.rebalances += 1
-        self.reader.forget(revoked)
-        partitions = {tp.partition for tp in revoked}
-        await self.owner.on_revoked(partitions)  # its runs stopped, so nothing more is queued
-        await self.runlog.release(partitions)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.runlog.rebalances += 1
-        # the fetcher may hand out their records during the awaits below: they are held
-        self.owner.assigning({tp.partition for tp in assigned})
-        if not assigned:  # more instances than partitions: nothing to replay, still joined
-            await self.owner.on_assigned({})
-            return
-        # fenced first: the end read next is then final for every earlier writer
-        await self.runlog.fence({tp.partition for tp in assigned})
-        for tp, offset in (await self.consumer.beginning_offsets(list(assigned))).items():
-            self.reader.seek(tp, offset)
-        ends = await self.consumer.end_offsets(list(assigned))
-        await self.owner.on_assigned({tp.partition: end for tp, end in ends.items()})
-        self.runlog.rebalances += 1  # and any position read while these seeks were made
-        log.info("executing journeys of partitions %s", sorted(tp.partition for tp in assigned))

@@ -119,6 +119,18 @@ class Settings(BaseSettings):
     journeys_topic: str = Field(default=wire.JOURNEY_STATE_TOPIC, description="Journey log topic.")
     definitions_topic: str = Field(default=wire.JOURNEY_DEFS_TOPIC, description="Versions topic.")
     gateway_group: str = Field(default="mbs.gateway", description="Executor consumer group.")
+    journey_retention_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="Seconds a finished run stays in the journey log (and answers GET) before "
+        "its partition's owner deletes it; parked runs stay until an operator resolves them.",
+    )
+    journey_retained_runs: int = Field(
+        default=200_000,
+        ge=1,
+        description="Finished runs a gateway keeps per its partitions at most; older ones are "
+        "deleted sooner (bounds the log and the gateway's memory of what to delete).",
+    )
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."
     )

@@ -33,7 +33,11 @@ NODE_POOL = "dual-role"
 # The gateway's topics as gateway/runlog.py and gateway/definition/store.py create them (the
 # kit never imports the gateway; tests/unit/test_k8s.py keeps these in step with it).
 JOURNEY_STATE_PARTITIONS = 6
-JOURNEY_STATE_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+JOURNEY_STATE_CONFIG = {
+    "cleanup.policy": "compact",
+    "min.compaction.lag.ms": "60000",
+    "segment.ms": "3600000",
+}
 JOURNEY_DEFS_CONFIG = {"cleanup.policy": "compact"}
 
 _RESOURCE = {
