@@ -37,7 +37,10 @@ class Gateway:
         self.definition_store = DefinitionStore(
             connection, settings.definitions_topic, self.catalog
         )
-        self.requester = Requester(connection, caller="gateway")
+        # the instances split the reply topics' partitions: each reads its own replies only
+        self.requester = Requester(
+            connection, caller="gateway", group=f"{settings.gateway_group}.replies"
+        )
         self.broker = BrokerWatch(connection)
         self.runlog = RunLog(connection, settings.journeys_topic, settings.gateway_group)
         self.engine = JourneyEngine(

@@ -19,6 +19,8 @@ PRICE = "mbs-price"
 HANDLER_MS = "mbs-handler-ms"
 TRACEPARENT = "traceparent"
 REQUEST_ID = "mbs-request-id"  # on a reply: the request's message id, when the reply is final
+# On a request: the partition of the unit's reply topic that the caller reads (digits).
+REPLY_PARTITION = "mbs-reply-partition"
 
 CONTRACTS_TOPIC = "mbs.contracts"
 JOURNEY_STATE_TOPIC = "mbs.journeys.state"

@@ -33,6 +33,7 @@ class Harness:
     unit: Unit
     replies: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
     dead: asyncio.Queue[tuple[bytes, dict[str, str]]] = field(default_factory=asyncio.Queue)
+    reply_partitions: list[int] = field(default_factory=list)  # of each reply, as it came
 
     async def send(self, body: bytes, **headers: str) -> str:
         correlation = uuid.uuid4().hex
@@ -59,6 +60,7 @@ def build_harness_with(broker: KafkaBroker, uid: str, handler: Handler) -> Harne
     unit.attach(broker)
 
     async def on_reply(msg: KafkaMessage) -> None:
+        harness.reply_partitions.append(getattr(msg.raw_message, "partition", -1))
         await harness.replies.put((msg.body, dict(msg.headers)))
 
     async def on_dead(msg: KafkaMessage) -> None:
@@ -114,6 +116,7 @@ BAD_INPUTS = [
         h.CORRELATION_ID,
     ),
     (b" " * 1_000_001, {}, "too_large", "1000001 bytes"),
+    (b'{"sku": "grinder-c40", "quantity": 1}', {h.REPLY_PARTITION: "-1"}, "bad_header", "not a"),
 ]
 
 

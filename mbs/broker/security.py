@@ -89,6 +89,7 @@ def gateway_grants(contracts: Iterable[Contract], group: str, contracts_topic: s
     grants += [(TOPIC, contracts_topic, LITERAL, op) for op in (READ, WRITE, DESCRIBE)]
     grants += [(TOPIC, "mbs.certifications", LITERAL, op) for op in (READ, DESCRIBE)]
     grants.append((GROUP, group, LITERAL, READ))
+    grants.append((GROUP, f"{group}.replies", LITERAL, READ))  # instances split the replies
     # the journey log's fenced writers: one transactional id per partition, `<group>.p<n>`
     grants += [(TXN, f"{group}.p", PREFIXED, op) for op in (WRITE, DESCRIBE)]
     for c in contracts:

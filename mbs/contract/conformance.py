@@ -32,7 +32,7 @@ from mbs.contract.certification import (
     certification_key,
     fingerprint,
 )
-from mbs.contract.conformance_final import Violation, check_final_answers
+from mbs.contract.conformance_final import Violation, check_final_answers, misrouted
 from mbs.contract.model import Contract
 from mbs.errors import MbsError
 from mbs.kafka.admin import ensure_topics
@@ -237,6 +237,8 @@ def plan(contract: Contract, samples: int) -> list[Case]:
 
 def _judge(contract: Contract, case: Case, reply: Reply) -> tuple[str, str] | None:
     """`(expected, got)` when the reply breaks the contract, else None."""
+    if (wrong := misrouted(reply)) is not None:
+        return wrong
     if not case.valid:
         if reply.error == INVALID_REQUEST:
             return None

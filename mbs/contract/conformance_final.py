@@ -4,7 +4,8 @@ A request found after its `mbs-deadline` must be answered `deadline_exceeded` an
 that answer, like any final one, is remembered: a repeat of the message id with a fresh
 deadline gets it again. A partner that forgets (restarted, it does the work on the repeat)
 books what the gateway already failed over from: an orphan side effect nobody undoes. A served
-request repeated gets the same answer, not the work twice.
+request repeated gets the same answer, not the work twice. And every reply must come on the
+partition its request named (`misrouted`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,16 @@ def _same(first: Reply, again: Reply) -> bool:
         return bool(json.loads(first.body) == json.loads(again.body))
     except ValueError:
         return first.body == again.body
+
+
+def misrouted(reply: Reply) -> tuple[str, str] | None:
+    """`(expected, got)` for a reply on another partition than its request named: with several
+    gateway instances, none waiting for it would read it."""
+    asked = reply.asked_partition
+    if asked is None or reply.partition == asked:
+        return None
+    expected = f"the reply on partition {asked} of its reply topic ({h.REPLY_PARTITION})"
+    return expected, f"the reply on partition {reply.partition}: the header was not honoured"
 
 
 def _final(reply: Reply, message_id: str) -> str | None:

@@ -37,6 +37,7 @@ _TEXT: dict[str, Any] = {"type": "string"}
 _EPOCH_MS: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{1,15}$"}
 _DIGITS: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+$"}
 _FLAG: dict[str, Any] = {"type": "string", "enum": ["0", "1"]}
+_PARTITION: dict[str, Any] = {"type": "string", "pattern": "^[0-9]{1,9}$"}
 # A plain decimal of 0 or more: digits, an optional fraction; no sign, exponent or spaces.
 _DECIMAL: dict[str, Any] = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}
 
@@ -59,6 +60,13 @@ REQUEST_HEADERS: tuple[Header, ...] = (
         "`1`: a dry run; serve it without side effects, price 0, remember nothing (or answer "
         "`dry_run_unsupported`). `0` or absent: a real call. Copy it to the reply.",
         _FLAG,
+    ),
+    (
+        h.REPLY_PARTITION,
+        "The partition of your reply topic the caller reads (digits): write the reply there, "
+        "key unchanged. Absent: the key picks the partition. A number your reply topic has no "
+        "partition for: reply as if it were absent.",
+        _PARTITION,
     ),
     (h.TRACEPARENT, "W3C trace context. Copy it to the reply.", _TEXT),
     ("tracestate", "W3C trace context, vendor part.", _TEXT),
@@ -154,7 +162,7 @@ DEAD_LETTER_REASONS: tuple[tuple[str, str], ...] = (
         "bad_header",
         "a platform header (`mbs-*`, traceparent, tracestate, baggage) without a value, not "
         "UTF-8, repeated with different values; `mbs-deadline` not 1-15 ASCII digits; "
-        "`mbs-shadow` neither `0` nor `1`",
+        "`mbs-shadow` neither `0` nor `1`; `mbs-reply-partition` not 1-9 ASCII digits",
     ),
     ("missing_header", "no `mbs-message-id` or no `mbs-correlation-id`"),
     ("not_json", "the body is not JSON (or not UTF-8, or nested too deeply)"),

@@ -1,5 +1,5 @@
-"""How platform topics are read: a `RecordReader` that no record can stop, and a one-partition
-compacted topic read as a table through it, replayed from its start, then followed.
+"""A one-partition compacted topic read as a table, replayed from its start, then followed,
+through a `RecordReader` (`mbs.kafka.undecodable`) that no record can stop.
 
 The registry (`mbs.contracts`), the certifications (`mbs.certifications`) and the journey
 definitions (`mbs.journeys.defs`) are such tables. Every record goes to `apply(key, value)` in
@@ -12,141 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CorruptRecordException, IllegalStateError, KafkaError
-from aiokafka.structs import ConsumerRecord
 
 from mbs.kafka.admin import ensure_topics
 from mbs.kafka.connection import Connection
 from mbs.kafka.quarantine import Apply, Quarantine, admit
+from mbs.kafka.undecodable import RecordReader
 
-log = logging.getLogger("mbs.kafka.compacted")
 COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
 CATCH_UP_TIMEOUT_S = 30.0
-# What aiokafka raises, at the same position on every retry, for a record it cannot decode
-# (a header name that is not UTF-8, a corrupt batch).
-UNDECODABLE: tuple[type[BaseException], ...] = (UnicodeDecodeError, CorruptRecordException)
-
-
-class RecordReader:
-    """`getmany` that gets past records the Kafka client itself cannot decode.
-
-    aiokafka raises on such a record (a header name that is not UTF-8, a corrupt batch) at the
-    same position on every retry, and drops what it had already taken from the same fetch.
-    So this reader keeps its own next offset per partition; on such an error it goes back to
-    them, reads one record at a time up to the failing one, finds the first offset after it
-    that reads again, and quarantines what lies between (`unreadable`; its bytes stay in the
-    source topic only). The caller gets it as a record without key or value, at its offset.
-    """
-
-    STEP_LIMIT = 500  # records read one at a time per partition before normal reading resumes
-    PROBE_MS = 1000
-
-    def __init__(self, consumer: AIOKafkaConsumer, quarantine: Quarantine) -> None:
-        self.consumer = consumer
-        self.quarantine = quarantine
-        self.next: dict[TopicPartition, int] = {}
-
-    def seek(self, tp: TopicPartition, offset: int) -> None:
-        """Move the consumer; the reader starts `tp` from `offset`."""
-        self.consumer.seek(tp, offset)
-        self.next[tp] = offset
-
-    def forget(self, partitions: set[TopicPartition]) -> None:
-        for tp in partitions:
-            self.next.pop(tp, None)
-
-    async def getmany(
-        self, *partitions: TopicPartition, timeout_ms: int
-    ) -> dict[TopicPartition, list[Any]]:
-        """Like `AIOKafkaConsumer.getmany`; an undecodable record is skipped, not raised."""
-        try:
-            batches: dict[TopicPartition, list[Any]] = await self.consumer.getmany(
-                *partitions, timeout_ms=timeout_ms
-            )
-        except UNDECODABLE as exc:
-            log.warning("%s: the Kafka client cannot decode a record (%s)", self._name(), exc)
-            return await self._recover(partitions)
-        await self._advance(batches, partitions)
-        return batches
-
-    async def _advance(
-        self, batches: dict[TopicPartition, list[Any]], partitions: tuple[TopicPartition, ...]
-    ) -> None:
-        """Record how far each partition was read (its position also passes compacted gaps)."""
-        for tp in partitions or tuple(self.next):
-            found = batches.get(tp)
-            last = found[-1].offset + 1 if found else 0
-            try:
-                position = await self.consumer.position(tp)
-            except IllegalStateError:  # no longer assigned
-                continue
-            self.next[tp] = max(self.next.get(tp, 0), last, position)
-
-    async def _recover(
-        self, partitions: tuple[TopicPartition, ...]
-    ) -> dict[TopicPartition, list[Any]]:
-        found: dict[TopicPartition, list[Any]] = {}
-        try:
-            assigned = [
-                tp
-                for tp in sorted(self.consumer.assignment())
-                if tp in self.next and (not partitions or tp in partitions)
-            ]
-            for tp in assigned:  # what the failed fetch took is re-read, not lost
-                self.consumer.seek(tp, self.next[tp])
-            ends = await self.consumer.end_offsets(assigned) if assigned else {}
-            for tp in assigned:
-                records = await self._one_by_one(tp, ends[tp])
-                if records:
-                    found[tp] = records
-        except (IllegalStateError, KafkaError) as error:  # a rebalance: its seeks win
-            log.info("%s: recovery interrupted (%s); reading on", self._name(), error)
-            await asyncio.sleep(0.1)
-        return found
-
-    async def _one_by_one(self, tp: TopicPartition, end: int) -> list[Any]:
-        """Read `tp` a record at a time up to `end` (no waiting for an empty fetch there)."""
-        records: list[Any] = []
-        while len(records) < self.STEP_LIMIT and self.next[tp] < end:
-            try:
-                got = await self.consumer.getmany(tp, timeout_ms=self.PROBE_MS, max_records=1)
-            except UNDECODABLE as error:
-                return [*records, await self._pass(tp, error)]
-            taken = got.get(tp, [])
-            if not taken:
-                return records
-            records += taken
-            self.next[tp] = taken[-1].offset + 1
-        return records
-
-    async def _pass(self, tp: TopicPartition, exc: BaseException) -> Any:
-        """From the first unread offset on, find where reading works again; what lies before
-        comes back as one record without key or value (already quarantined here)."""
-        start = self.next[tp]
-        end = (await self.consumer.end_offsets([tp]))[tp]
-        probe = start + 1
-        while probe < end:
-            self.consumer.seek(tp, probe)
-            try:
-                await self.consumer.getmany(tp, timeout_ms=self.PROBE_MS, max_records=1)
-            except UNDECODABLE:
-                probe += 1
-                continue
-            break  # reads from `probe` (or nothing came in time): the bad record ends there
-        self.seek(tp, probe)  # whatever the probe took is read again
-        between = "" if probe - 1 == start else f" (offsets {start} to {probe - 1})"
-        detail = f"the Kafka client cannot decode this record{between}: {type(exc).__name__}"
-        self.quarantine.report(tp.partition, probe - 1, "unreadable", f"{detail}: {exc}")
-        return ConsumerRecord(
-            tp.topic, tp.partition, probe - 1, -1, -1, None, None, None, -1, -1, ()
-        )
-
-    def _name(self) -> str:
-        return self.quarantine.topic
 
 
 class CompactedTopic:

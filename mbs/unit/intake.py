@@ -10,7 +10,8 @@ and never gets past the record, before and after every restart of the unit. Here
 - `parse_leniently` hands FastStream headers it can decode, keeping the record as it came in
   `raw_message`; `read_headers` then reads the real bytes and says what is wrong with them;
 - `keep_bytes` stops FastStream from parsing the body itself (it raises on some JSON);
-- `guard` steps over records the client cannot decode (`mbs.kafka.rpc.pass_undecodable`),
+- `guard` steps over records the client cannot decode (`mbs.kafka.undecodable`, the one
+  mechanism every platform reader uses),
   dead-letters each and commits past them, so a restart does not meet them again.
 """
 
@@ -29,7 +30,7 @@ from faststream.kafka import KafkaMessage
 from faststream.message import StreamMessage
 
 from mbs import wire as h
-from mbs.kafka.rpc import UNDECODABLE, Skipped, pass_undecodable
+from mbs.kafka.undecodable import UNDECODABLE, Skipped, pass_undecodable
 
 log = logging.getLogger("mbs.unit")
 RawHeaders = Sequence[tuple[str, bytes | None]]
@@ -37,6 +38,7 @@ RawHeaders = Sequence[tuple[str, bytes | None]]
 _TRACING = frozenset({h.TRACEPARENT, "tracestate", "baggage"})
 _DEADLINE = re.compile(r"[0-9]{1,15}")  # epoch ms; 15 digits reach the year 33658
 _SHADOW = frozenset({"0", "1"})
+_PARTITION = re.compile(r"[0-9]{1,9}")  # a Kafka partition number (an int32)
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,9 @@ def _platform(name: str) -> bool:
 
 def read_headers(raw: RawHeaders) -> Headers:
     """Judge the headers by their bytes. A platform header (`mbs-*`, tracing) must be UTF-8
-    text and, if repeated, say the same each time; `mbs-deadline` must be epoch milliseconds
-    and `mbs-shadow` `0` or `1`, else the unit could not honour them. Other headers are the
-    sender's business: kept if they are text, ignored if not."""
+    text and, if repeated, say the same each time; `mbs-deadline` must be epoch milliseconds,
+    `mbs-shadow` `0` or `1` and `mbs-reply-partition` digits, else the unit could not honour
+    them. Other headers are the sender's business: kept if they are text, ignored if not."""
     text: dict[str, str] = {}
     shown: dict[str, str] = {}
     problems: list[str] = []
@@ -83,7 +85,16 @@ def read_headers(raw: RawHeaders) -> Headers:
     shadow = text.get(h.SHADOW)
     if shadow is not None and shadow not in _SHADOW:
         problems.append(f"{h.SHADOW} {shadow[:40]!r} is neither 0 nor 1")
+    partition = text.get(h.REPLY_PARTITION)
+    if partition is not None and not _PARTITION.fullmatch(partition):
+        problems.append(f"{h.REPLY_PARTITION} {partition[:40]!r} is not a partition number")
     return Headers(text, shown, sorted(set(problems)))
+
+
+def reply_partition(hdrs: dict[str, str]) -> int | None:
+    """The reply partition a request names (`mbs-reply-partition`), if it names a valid one."""
+    value = hdrs.get(h.REPLY_PARTITION, "")
+    return int(value) if _PARTITION.fullmatch(value) else None
 
 
 def raw_headers(msg: KafkaMessage) -> RawHeaders:

@@ -26,11 +26,11 @@ from pydantic import BaseModel, ValidationError
 
 from mbs import wire as h
 from mbs.errors import BusinessError, ContractViolation
-from mbs.kafka.rpc import Skipped
+from mbs.kafka.undecodable import Skipped
 from mbs.telemetry.meter import UnitMeter
 from mbs.unit.binding import Binding, RetryPolicy
 from mbs.unit.context import serving_dry_run
-from mbs.unit.intake import Headers, raw_headers, read_headers
+from mbs.unit.intake import Headers, raw_headers, read_headers, reply_partition
 from mbs.unit.state import StoredReply, Transaction, UnitStore
 
 log = logging.getLogger("mbs.unit")
@@ -291,10 +291,19 @@ class Server:
         )
 
     async def _publish(self, body: bytes, out: dict[str, str], hdrs: dict[str, str]) -> None:
+        """To the reply topic, keyed by journey, on the partition the caller reads when the
+        request names one (each gateway instance reads only its own reply partitions)."""
         for name in _PASSTHROUGH:
             if name in hdrs:
                 out[name] = hdrs[name]
-        await self.broker.publish(body, self.contract.reply_topic, key=_key(hdrs), headers=out)
+        topic, key, partition = self.contract.reply_topic, _key(hdrs), reply_partition(hdrs)
+        if partition is not None:
+            try:
+                await self.broker.publish(body, topic, key=key, headers=out, partition=partition)
+                return
+            except AssertionError:  # aiokafka's refusal of a partition the topic does not have
+                log.warning("%s has no partition %d: replying by key", topic, partition)
+        await self.broker.publish(body, topic, key=key, headers=out)
 
     async def _dead_letter(self, incoming: Incoming, reason: str, detail: str) -> None:
         """The original bytes and headers (escaped where not text), the reason, and where the

@@ -35,7 +35,7 @@ from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 import contracts
 from mbs import wire as h
-from mbs.kafka.rpc import UNDECODABLE, pass_undecodable
+from mbs.kafka import UNDECODABLE, pass_undecodable
 from mbs.unit.intake import read_headers
 from tests.e2e import ecosystem as e2e
 from tests.e2e.ecosystem import Ecosystem, order

@@ -10,6 +10,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faststream.kafka import KafkaBroker
@@ -75,11 +76,21 @@ def contracts_of(unit: Unit) -> list[Contract]:
     return [binding.contract.as_contract() for binding in unit.bindings]
 
 
+class HeaderIgnoringBroker(KafkaBroker):
+    """A unit that writes every reply by key, ignoring `mbs-reply-partition`."""
+
+    async def publish(self, *args: Any, **kw: Any) -> Any:
+        kw.pop("partition", None)
+        return await super().publish(*args, **kw)
+
+
 @contextlib.asynccontextmanager
-async def serving(bootstrap: str, unit: Unit) -> AsyncIterator[None]:
+async def serving(
+    bootstrap: str, unit: Unit, broker_type: type[KafkaBroker] = KafkaBroker
+) -> AsyncIterator[None]:
     """The unit on a FastStream broker of its own, as its process would run it."""
     await ensure_topics(Connection(bootstrap), unit.topics)
-    broker = KafkaBroker(bootstrap)
+    broker = broker_type(bootstrap)
     unit.attach(broker)
     async with broker:
         await broker.start()
@@ -150,6 +161,23 @@ async def test_wrong_partner_fails_naming_the_violation(
     assert len(conformance.render(report)) == 2
     with pytest.raises(MbsError, match="not certified"):
         await conformance.record_certification(report, contracts, Connection(kafka_bootstrap))
+
+
+async def test_a_partner_ignoring_the_reply_partition_is_not_certified(
+    kafka_bootstrap: str, uid: str
+) -> None:
+    """With several gateway instances its replies would mostly reach an instance that is not
+    waiting for them (one gateway instance reads every partition: there it would work)."""
+    unit = correct_fastship(uid)
+    async with serving(kafka_bootstrap, unit, HeaderIgnoringBroker):
+        report = await conformance.verify(
+            contracts_of(unit), Connection(kafka_bootstrap), samples=SAMPLES
+        )
+    assert not report.passed
+    misrouted = [v for v in report.violations if "header was not honoured" in v.got]
+    assert misrouted, report.violations
+    assert all("mbs-reply-partition" in v.expected for v in misrouted)
+    assert len(misrouted) == len(report.violations), "nothing else is wrong with it"
 
 
 async def test_cli_exits_1_for_a_wrong_partner(

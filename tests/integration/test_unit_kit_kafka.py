@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from faststream.kafka import KafkaBroker
 
+from mbs import wire as h
 from mbs.kafka import Connection, ensure_topics
 from tests import unit_kit_cases as cases
 
@@ -40,6 +41,26 @@ async def test_bad_input(
     await cases.case_bad_input_is_dead_lettered_and_unit_keeps_serving(
         harness, body, headers, reason, detail
     )
+
+
+async def test_the_reply_goes_to_the_partition_the_request_names(harness: cases.Harness) -> None:
+    """Each gateway instance reads only its own reply partitions; the key (the journey) would
+    put every reply of this journey on one partition."""
+    for partition in (2, 0, 1, 2):
+        asked = {h.JOURNEY_ID: "j-routed", h.REPLY_PARTITION: str(partition)}
+        correlation = await harness.send(cases.valid(), **asked)
+        _, hdrs = await harness.reply()
+        assert hdrs[h.CORRELATION_ID] == correlation
+        assert harness.reply_partitions[-1] == partition
+
+
+async def test_a_partition_the_reply_topic_lacks_is_answered_by_key(
+    harness: cases.Harness,
+) -> None:
+    correlation = await harness.send(cases.valid(), **{h.REPLY_PARTITION: "7"})
+    _, hdrs = await harness.reply()
+    assert (hdrs[h.CORRELATION_ID], h.ERROR in hdrs) == (correlation, False)
+    assert harness.reply_partitions[-1] in (0, 1, 2)
 
 
 async def test_business_error(harness: cases.Harness) -> None:

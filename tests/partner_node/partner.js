@@ -25,6 +25,7 @@ const TRACING = new Set(['traceparent', 'tracestate', 'baggage']);
 const isPlatform = (name) => name.startsWith('mbs-') || TRACING.has(name);
 const PASSTHROUGH = ['mbs-journey-id', 'mbs-journey', 'mbs-step', 'mbs-attempt', 'traceparent', 'mbs-shadow'];
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const REPLY_PARTITION = /^[0-9]{1,9}$/;
 
 // One capability per receive operation of the AsyncAPI document.
 const capabilities = {};
@@ -127,6 +128,9 @@ function readHeaders(raw) {
   if ('mbs-shadow' in text && !['0', '1'].includes(text['mbs-shadow'])) {
     problems.push('mbs-shadow is neither 0 nor 1');
   }
+  if ('mbs-reply-partition' in text && !REPLY_PARTITION.test(text['mbs-reply-partition'])) {
+    problems.push('mbs-reply-partition is not a partition number');
+  }
   return { text, shown, problems };
 }
 
@@ -153,16 +157,37 @@ async function main() {
     logLevel: logLevel.WARN,
   });
   const producer = kafka.producer({ allowAutoTopicCreation: false });
+  const admin = kafka.admin();
   const groupId = `${info['x-consumer-group-prefix']}${process.env.MBS_GROUP_SUFFIX || 'node'}`;
   const consumer = kafka.consumer({ groupId, sessionTimeout: 10000, heartbeatInterval: 1000 });
   await producer.connect();
+  await admin.connect();
   await consumer.connect();
   await consumer.subscribe({ topics: Object.keys(capabilities), fromBeginning: false });
 
+  // PARTNERS.md, "Where a reply goes": the partition the caller reads, if the topic has it.
+  const known = new Map();
+  async function partitionsOf(topic, fresh) {
+    if (fresh || !known.has(topic)) {
+      const meta = await admin.fetchTopicMetadata({ topics: [topic] });
+      known.set(topic, new Set(meta.topics[0].partitions.map((p) => p.partitionId)));
+    }
+    return known.get(topic);
+  }
+  async function replyPartition(topic, hdrs) {
+    const named = hdrs['mbs-reply-partition'];
+    if (named === undefined || !REPLY_PARTITION.test(named)) return undefined;
+    const wanted = Number(named);
+    if ((await partitionsOf(topic, false)).has(wanted)) return wanted;
+    if ((await partitionsOf(topic, true)).has(wanted)) return wanted;
+    console.warn(`${topic} has no partition ${wanted}: replying by key`);
+    return undefined;
+  }
   async function send(cap, hdrs, body, out) {
     for (const name of PASSTHROUGH) if (name in hdrs) out[name] = hdrs[name];
     const key = hdrs['mbs-journey-id'] || null;
-    await producer.send({ topic: cap.replyTopic, messages: [{ key, value: body, headers: out }] });
+    const partition = await replyPartition(cap.replyTopic, hdrs);
+    await producer.send({ topic: cap.replyTopic, messages: [{ key, value: body, headers: out, partition }] });
   }
   function headersFor(cap, hdrs, ok, ms, error) {
     const out = {
@@ -239,7 +264,9 @@ async function main() {
       await send(cap, text, answer.body, { ...answer.headers, 'mbs-correlation-id': text['mbs-correlation-id'] });
     },
   });
-  const stop = async () => { await consumer.disconnect(); await producer.disconnect(); process.exit(0); };
+  const stop = async () => {
+    await consumer.disconnect(); await producer.disconnect(); await admin.disconnect(); process.exit(0);
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
 }

@@ -19,8 +19,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 from faststream.kafka import KafkaBroker, KafkaMessage, TestKafkaBroker
 
 from mbs import wire as h
-from mbs.kafka import Connection, Requester
-from mbs.kafka.rpc import pass_undecodable, text_headers
+from mbs.kafka import Connection, ReplyReader, Requester, pass_undecodable, text_headers
 from mbs.unit import Binding, RetryPolicy, Unit
 from mbs.unit.intake import keep_bytes
 from tests import unit_kit_cases as cases
@@ -294,7 +293,7 @@ async def test_no_reply_record_stops_the_requester() -> None:
     waiting: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     requester._pending["wanted"] = waiting
     requester._sent_at["wanted"] = 0.0
-    requester._consumer = consumer
+    replies = ReplyReader(Connection("127.0.0.1:1"), requester._take)
     null_header = record("mbs.replies.x", b"{}", [(h.CORRELATION_ID, None)])
     original = consumer.getone
     served = iter([null_header])
@@ -303,10 +302,11 @@ async def test_no_reply_record_stops_the_requester() -> None:
         return next(served, None) or await original()
 
     consumer.getone = getone  # type: ignore[method-assign]
-    reader = asyncio.create_task(requester._read_replies())
+    reader = asyncio.create_task(replies._read(consumer, track=True))
     try:
         reply = await asyncio.wait_for(waiting, 5)
     finally:
         reader.cancel()
     assert reply.body == b"wanted"
+    assert replies.records_read == 5, "every record fetched is counted, kept or not"
     assert not reader.done() or reader.cancelled(), "the reader was still running"
