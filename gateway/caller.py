@@ -116,15 +116,23 @@ class Caller:
 
     def _next(self, spec: StepDefinition, step: StepRun) -> Contract | None:
         """The next provider to try, from the saved order and the calls made so far."""
+        return next((c for c, tried in self._open(spec, step) if tried < spec.retry.attempts), None)
+
+    def _chances_left(self, spec: StepDefinition, step: StepRun) -> int:
+        """Attempts the step may still make, over every provider `_next` may still pick."""
+        return sum(max(0, spec.retry.attempts - tried) for _, tried in self._open(spec, step))
+
+    def _open(self, spec: StepDefinition, step: StepRun) -> list[tuple[Contract, int]]:
+        """Each provider that may still serve the step, with its attempts so far; one whose
+        last answer was a business error is passed (an answer, not a glitch)."""
         units = step.providers if spec.providers.failover else step.providers[:1]
+        found = []
         for unit in units:
             tried = [c for c in step.calls if c.unit == unit and c.outcome != "interrupted"]
-            if tried and tried[-1].outcome == "business_error":
-                continue  # an answer, not a glitch: the next provider may still serve it
             contract = self.catalog.get(spec.capability, unit)
-            if contract is not None and len(tried) < spec.retry.attempts:
-                return contract
-        return None
+            if contract is not None and not (tried and tried[-1].outcome == "business_error"):
+                found.append((contract, len(tried)))
+        return found
 
     async def _backoff(self, spec: StepDefinition, step: StepRun, unit: str) -> None:
         tried = sum(1 for c in step.calls if c.unit == unit)
@@ -149,12 +157,15 @@ class Caller:
     ) -> Call:
         now = self.clock.now_ms()
         timeout = min(spec.timeout or self.timeout_s, (run.deadline_ms - now) / 1000)
+        # The step's last chance may be served as long as the journey may: a provider that is
+        # down (restarting, its broker away) finds it in its topic when it is back.
+        last = self._chances_left(spec, step) <= 1
         number = len(step.calls) + 1
         call = Call(
             unit=contract.unit,
             capability=contract.capability,
             message_id=f"{run.run_id}:{spec.id}:{contract.unit}:{number}",
-            deadline_ms=int(now + max(timeout, 0) * 1000),
+            deadline_ms=run.deadline_ms if last else int(now + max(timeout, 0) * 1000),
         )
         step.unit, step.attempts = contract.unit, step.attempts + 1
         step.calls.append(call)
@@ -168,6 +179,9 @@ class Caller:
         self._record(contract, call, reply, run)
         if call.effect == "unknown":
             await self.settle(run, spec.id, call, payload, self._window(spec, run))
+        if last and call.outcome == "timeout":  # nothing left to try: wait for this one
+            remaining = (run.deadline_ms - self.clock.now_ms()) / 1000
+            await self.settle(run, spec.id, call, payload, remaining)
         return call
 
     async def settle(

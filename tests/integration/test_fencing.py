@@ -88,7 +88,6 @@ async def test_a_busy_partition_commits_many_saves_per_transaction(
     assert 1 <= markers < 50, f"{markers} transactions for 200 saves: saves were not grouped"
 
 
-
 async def test_taking_a_partition_ends_the_dead_owners_open_transaction_at_once(
     kafka_bootstrap: str, uid: str
 ) -> None:

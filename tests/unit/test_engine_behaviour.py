@@ -106,6 +106,26 @@ def test_a_reply_lost_after_the_work_is_settled_and_the_work_used_once() -> None
     assert _total(run) == _declared(world, ("c0.act", "c0")), "the work is billed once"
 
 
+def test_a_provider_down_serves_the_last_chance_once_back_within_the_journey_deadline() -> None:
+    world, definition = _world([_step(0, effects=True)], ["late"])  # queued, unit away
+    run = _run(world, definition)
+    assert run.status == "completed", "failed while the journey's deadline still had room"
+    assert len(world.effects) == 1
+    call = run.steps[0].calls[0]
+    assert (call.outcome, call.deadline_ms) == ("ok", run.deadline_ms)
+
+
+def test_an_attempt_with_more_to_come_keeps_the_steps_own_deadline() -> None:
+    step = _step(0, effects=False, retry={"attempts": 2, "backoff_ms": 10})
+    world, definition = _world([step], ["late", "ok"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    first, second = run.steps[0].calls
+    assert first.deadline_ms is not None
+    assert first.deadline_ms < run.deadline_ms
+    assert second.deadline_ms == run.deadline_ms
+
+
 def test_a_crash_after_the_unit_did_the_work_resumes_without_doing_it_twice() -> None:
     world, definition = _world(
         [_step(0, effects=True), _step(1, effects=True, after=(0,))], ["crash_after"]
