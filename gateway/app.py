@@ -22,8 +22,7 @@ from gateway.auth import Guarded
 from gateway.bootstrap import Gateway
 from gateway.catalog import Catalog
 from gateway.definition import JourneyDefinition
-from gateway.models import JourneyRun
-from mbs.contract import Contract
+from gateway.models import ContractOffer, JourneyRun
 from mbs.settings import Settings, get_settings
 from mbs.telemetry import tracing
 
@@ -203,7 +202,7 @@ def _document_raw_bodies(app: FastAPI) -> None:
         bodies: dict[tuple[str, str], type[BaseModel] | None] = {
             ("/journeys/{name}", "post"): None,
             ("/journeys/{name}", "put"): JourneyDefinition,
-            ("/contracts", "post"): Contract,
+            ("/contracts", "post"): ContractOffer,
         }
         for (path, method), model in bodies.items():
             if model is None:
@@ -218,6 +217,9 @@ def _document_raw_bodies(app: FastAPI) -> None:
                 components[model.__name__] = found
                 ref = {"$ref": f"#/components/schemas/{model.__name__}"}
                 content = {"application/json": {"schema": ref}}
+                if model is ContractOffer:  # one contract, or a partner's file of them
+                    many = {"type": "array", "items": ref, "minItems": 1}
+                    content = {"application/json": {"schema": {"anyOf": [ref, many]}}}
                 if model is JourneyDefinition:
                     content["application/yaml"] = {"schema": ref}
             doc["paths"][path][method]["requestBody"] = {"required": True, "content": content}

@@ -5,9 +5,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic.config import JsonDict
+
+from mbs.contract.model import _CAPABILITY, _SEMVER, _UNIT, Contract, Pricing
 
 StepStatus = Literal[
     "pending", "running", "ok", "business_error", "timeout", "failed", "skipped", "cancelled"
@@ -199,3 +202,42 @@ class JourneyRun(BaseModel):
     def finished(self) -> bool:
         """Decided, and every side effect accounted for: nothing left to do for the run."""
         return self.status in TERMINAL and not self.unsettled
+
+
+# What Contract's validators accept, said in the schema, so that what `POST /contracts`
+# documents is what it takes (its validators stay the judges: the checks are the same).
+_AMOUNT = WithJsonSchema(
+    {
+        "anyOf": [
+            {"type": "number", "minimum": 0},
+            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"},
+        ],
+        "description": 'A non-negative decimal, best as a string such as `"0.40"`.',
+    }
+)
+_OBJECT_SCHEMA: JsonDict = {
+    "required": ["type"],
+    "properties": {"type": {"const": "object"}},
+    "description": "A JSON Schema (2020-12) of `type: object`: one model in, one model out.",
+}
+
+
+class PricingOffer(Pricing):
+    """Pricing as a contract offered over HTTP states it."""
+
+    price_per_call: Annotated[Decimal, Field(ge=0), _AMOUNT]
+    cost_per_call: Annotated[Decimal, Field(ge=0), _AMOUNT]
+    cost_per_cpu_second: Annotated[Decimal, Field(ge=0), _AMOUNT] = Decimal("0")
+
+
+class ContractOffer(Contract):
+    """A contract as `POST /contracts` takes it (one, or a list of them): a Contract whose
+    schema also states the formats its validators enforce."""
+
+    unit: str = Field(pattern=_UNIT.pattern, description="Lower-case letters, digits, - or _.")
+    capability: str = Field(pattern=_CAPABILITY.pattern, description="`domain.action`.")
+    compensation: str | None = Field(default=None, pattern=_CAPABILITY.pattern)
+    version: str = Field(pattern=_SEMVER.pattern, description="Semver: MAJOR.MINOR.PATCH.")
+    request: dict[str, Any] = Field(json_schema_extra=_OBJECT_SCHEMA)
+    reply: dict[str, Any] = Field(json_schema_extra=_OBJECT_SCHEMA)
+    pricing: PricingOffer

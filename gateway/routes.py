@@ -194,7 +194,10 @@ async def list_units(request: Request, who: AnyKey) -> list[dict[str, Any]]:
 
 
 async def register_contract(request: Request, partner: PartnerKey) -> JSONResponse:
-    """A partner registers (a new version of) its own contract; checked for compatibility."""
+    """A partner registers (a new version of) its own contract; checked for compatibility.
+    422 when it is not a valid contract: the request schema documents every field's format,
+    but that `request` and `reply` are valid JSON Schemas is checked here; 409 when it breaks
+    compatibility with the version before."""
     gateway = _gateway(request)
     body = await limits.read_body(request, gateway.settings.max_body_bytes)
     try:

@@ -68,6 +68,14 @@ class Settings(BaseSettings):
     broker_start_timeout: float = Field(default=90.0, gt=0, description="Seconds to wait for up.")
     gateway_host: str = "127.0.0.1"
     gateway_port: int = Field(default=8080, ge=1, le=65535)
+    up_timeout: float = Field(
+        default=120.0, gt=0, description="Seconds `mbs up` waits for every process to be ready."
+    )
+    stop_grace: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds `mbs down` gives each process between SIGTERM and SIGKILL.",
+    )
     gateway_url: str = Field(
         default="http://127.0.0.1:8080", description="Where CLI commands find the gateway."
     )

@@ -16,12 +16,13 @@ from typer.core import TyperGroup
 
 from mbs import wire as h
 from mbs.broker import KAFKA_VERSION
-from mbs.cli import reports
+from mbs.cli import reports, up, upview
 from mbs.cli.broker import app as broker_app
 from mbs.cli.common import PortOption, SecureOption, console, local_broker, say, settings_for
 from mbs.cli.contracts import app as contracts_app
+from mbs.cli.deploy import app as deploy_app
 from mbs.cli.exits import Exit, NotRunning, Usage, code_for
-from mbs.cli.logs import configure_logging
+from mbs.cli.logs import configure_command_logging, configure_logging
 from mbs.cli.new import app as new_app
 from mbs.cli.output import Format, OutputOption, emit
 from mbs.cli.serve import app as run_app
@@ -29,10 +30,15 @@ from mbs.errors import MbsError
 from mbs.unit.ecosystem import load_ecosystem
 
 RUN, BROKER, CONTRACTS, PARTNERS, REPORTS = "Run", "Broker", "Contracts", "Partners", "Reports"
+DEPLOY = "Deploy"
 # What a user does first comes first: try it, run it, then the broker, contracts, partners
 # and what the gateway measured.
 ORDER = (
     "demo",
+    "up",
+    "ps",
+    "logs",
+    "down",
     "run",
     "units",
     "new",
@@ -42,6 +48,7 @@ ORDER = (
     "scorecard",
     "make-or-buy",
     "ledger",
+    "deploy",
 )
 
 
@@ -58,7 +65,7 @@ app = typer.Typer(
     help="Micro Business Services: run units, the gateway and a local Kafka.\n\n"
     "Exit codes: 0 ok, 1 a check failed or nothing was found, 2 usage (bad option, argument "
     "or input file), 3 platform error (Kafka, broker, gateway or a tool unreachable), 4 the "
-    "local broker is not running, 130 interrupted.",
+    "local broker (or `mbs up`) is not running, 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -109,6 +116,10 @@ def demo(
     sys.exit(run_demo(ecosystem, settings, journeys=journeys, say=say, secure=secure))
 
 
+app.command("up", rich_help_panel=RUN)(up.up)
+app.command("ps", rich_help_panel=RUN)(upview.ps)
+app.command("logs", rich_help_panel=RUN)(upview.logs)
+app.command("down", rich_help_panel=RUN)(up.down)
 app.add_typer(run_app, name="run", rich_help_panel=RUN)
 
 
@@ -150,6 +161,7 @@ app.add_typer(partners_app, name="partners", rich_help_panel=PARTNERS)
 app.command("scorecard", rich_help_panel=REPORTS)(reports.scorecard)
 app.command("make-or-buy", rich_help_panel=REPORTS)(reports.make_or_buy)
 app.command("ledger", rich_help_panel=REPORTS)(reports.ledger)
+app.add_typer(deploy_app, name="deploy", rich_help_panel=DEPLOY)
 
 
 @partners_app.command("add")
@@ -204,6 +216,7 @@ def _settings_problem(error: ValidationError) -> str:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: a platform error is one readable line and its exit code (see Exit)."""
+    configure_command_logging()
     try:
         app(args=argv)
     except MbsError as exc:

@@ -15,7 +15,7 @@ class Exit(IntEnum):
     FAILED = 1  # the command ran and the answer is no: incompatible, violations, nothing found
     USAGE = 2  # called wrong: unknown option, bad value, a file that is not a contract
     PLATFORM = 3  # Kafka, the broker, the gateway or a tool could not be reached or started
-    NOT_RUNNING = 4  # no local broker runs (`broker status`, `broker logs`, `partners add`)
+    NOT_RUNNING = 4  # no local broker (`broker status`, `partners add`), nothing up (`ps`)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), after cleaning up
 
 

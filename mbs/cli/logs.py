@@ -23,6 +23,9 @@ DEMOTED: tuple[tuple[str, re.Pattern[str], int], ...] = (
     # every consumer group start asks for a coordinator before the broker has elected one;
     # aiokafka retries and logs each try at ERROR
     ("aiokafka", re.compile(r"CoordinatorNotAvailable"), logging.INFO),
+    # a bootstrap server that does not answer: the command (or the health probe) says so
+    # itself in one line that names the cause and what to do
+    ("aiokafka", re.compile(r'^Unable (connect to|to request metadata from) "'), logging.INFO),
     # FastStream says so for every subscriber task that ends, which all do at shutdown
     ("", re.compile(r"^callback for \S+ is being executed"), logging.DEBUG),
     # in secure mode provisioning creates every topic; a unit's principal may not, and Kafka
@@ -134,6 +137,23 @@ def build_handler(fmt: str, level: int) -> logging.Handler:
     handler.addFilter(Demote(level))
     handler.addFilter(OneLineStartupFailure(level))
     return handler
+
+
+def configure_command_logging() -> None:
+    """Log as a command other than `mbs run` does: warnings and errors as bare lines (what
+    Python shows unconfigured), without the noise our own `error:` line says better. `mbs run`
+    replaces this with configure_logging."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _COMMAND_HANDLER]:
+        root.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_COMMAND_HANDLER)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(Demote(logging.WARNING))
+    root.addHandler(handler)
+
+
+_COMMAND_HANDLER = "mbs-command"
 
 
 def configure_logging() -> None:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -51,11 +52,13 @@ class ProcessGroup:
         *args: str,
         env: Mapping[str, str] | None = None,
         module: str = "mbs",
+        append: bool = False,
     ) -> Process:
-        """Run `python -m <module> <args>` (the `mbs` CLI unless told otherwise)."""
+        """Run `python -m <module> <args>` (the `mbs` CLI unless told otherwise); `append`
+        keeps what an earlier run of `name` logged (a restart must not erase why it died)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_file = self.log_dir / f"{name}.log"
-        with log_file.open("wb") as log:
+        with log_file.open("ab" if append else "wb") as log:
             popen = subprocess.Popen(
                 [sys.executable, "-m", module, *args],
                 stdout=log,
@@ -97,6 +100,12 @@ class ProcessGroup:
                 )
 
 
+class Watched(Protocol):
+    """What a wait can ask whether the processes it waits for still live."""
+
+    def check_alive(self) -> None: ...
+
+
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig)
@@ -110,9 +119,9 @@ def free_port() -> int:
         return port
 
 
-def wait_http_ok(url: str, group: ProcessGroup, timeout_s: float = 60.0) -> None:
+def wait_http_ok(url: str, group: Watched, timeout_s: float = 60.0) -> None:
     """Poll `url` until it answers 2xx (a unit's /readyz says 204, the gateway's 200), failing
-    fast if a child process died."""
+    fast if a child process died (`group.check_alive` raises)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         group.check_alive()

@@ -110,15 +110,17 @@ def bind(host: str, port: int) -> socket.socket:
 async def kafka_reachable(settings: Settings) -> None:
     """One bootstrap round trip, so an unreachable cluster is one line, not a traceback."""
     from aiokafka import AIOKafkaClient
-    from aiokafka.errors import KafkaError
+    from aiokafka.errors import KafkaConnectionError, KafkaError
 
     connection = Connection.from_settings(settings)
     client = AIOKafkaClient(**connection.options(), request_timeout_ms=PROBE_TIMEOUT_MS)
     try:
         await client.bootstrap()
     except KafkaError as exc:
+        # "unable to bootstrap" repeats the address; anything else (SASL, TLS) is the cause
+        why = "" if isinstance(exc, KafkaConnectionError) else f" ({exc})"
         raise BrokerError(
-            f"cannot reach Kafka at {connection.bootstrap} ({exc}): start it with "
+            f"cannot reach Kafka at {connection.bootstrap}{why}: start it with "
             "`mbs broker up` or set MBS_KAFKA_BOOTSTRAP"
         ) from None
     finally:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import subprocess
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 
 from contracts import inventory, payments
 from mbs import Contract, UnitStore
@@ -175,6 +178,21 @@ def store_of(tmp_path: Path, alias: str) -> UnitStore:
 PARTITIONS = 6
 
 
+async def members_at_least(
+    bootstrap: str, group_id: str, count: int, timeout_s: float = 60
+) -> None:
+    """Until the consumer group is stable with `count` members (each with its partitions)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        futures = admin.describe_consumer_groups([group_id], request_timeout=10)
+        group = await asyncio.to_thread(futures[group_id].result, 15)
+        if group.state == ConsumerGroupState.STABLE and len(group.members) >= count:
+            return
+        assert time.monotonic() < deadline, f"{group_id}: {group.state}, {len(group.members)}"
+        await asyncio.sleep(0.2)
+
+
 async def replies_at_least(probe: Probe, count: int, group: ProcessGroup) -> None:
     while len(probe.replies) < count:
         group.check_alive()
@@ -206,7 +224,7 @@ async def test_instances_charge_each_message_id_once_through_rebalances_and_a_cr
         first = start_instance(units, "payments", alias)
         start_instance(units, "payments", alias)
         await call(probe, topic, order(0) | {"order_id": f"{alias}-warm-up"})
-        await asyncio.sleep(3)  # both instances in the group before the stream starts
+        await members_at_least(kafka_bootstrap, f"mbs.unit.{alias}.{payments.CHARGE.capability}", 2)
         for i in range(count):
             await send(i, copy=0)
             if i >= lag:
@@ -221,7 +239,7 @@ async def test_instances_charge_each_message_id_once_through_rebalances_and_a_cr
                 await replies_at_least(probe, answered + lag, units)
                 units.kill(first)
                 start_instance(units, "payments", alias)
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # a paced stream, so the rebalance and crash land mid-way
         for i in range(count - lag, count):
             await send(i, copy=1)
         await probe.flush()

@@ -15,6 +15,7 @@ import pytest
 
 from mbs.cli import logs
 from mbs.cli.exits import Usage
+from mbs.testing import free_port
 
 LONG_ID = "run-" + "0123456789abcdef" * 12  # an id far wider than 80 columns
 
@@ -163,3 +164,44 @@ def test_a_secure_units_refused_topic_creation_is_info(capture: Capture) -> None
     )
     [line] = capture.text().splitlines()
     assert " INFO    test.mbs: Failed to create topic pricing.quote.v2" in line
+
+
+def test_an_unreachable_bootstrap_server_is_not_an_error_line(capture: Capture) -> None:
+    """aiokafka says so at ERROR before the command's own line; kept for DEBUG only."""
+    capture.attach("plain", logging.INFO)
+    client = logging.getLogger("aiokafka.consumer.group_coordinator")
+    client.error('Unable connect to "127.0.0.1:1": [Errno 111] Connect call failed')
+    client.warning('Unable to request metadata from "127.0.0.1:1": timed out')
+    client.error("Unable connect to node with id 1: refused")  # a member of a running cluster
+    [line] = capture.text().splitlines()
+    assert line.endswith(
+        "ERROR   aiokafka.consumer.group_coordinator: Unable connect to node with id 1: refused"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("run", "unit", "pricing"),
+        ("run", "gateway", "--port", "FREE"),
+        ("contracts", "list"),
+        ("contracts", "check", "contracts/partners/fastship.json"),
+    ],
+    ids=" ".join,
+)
+def test_no_broker_is_our_one_line_only(command: tuple[str, ...]) -> None:
+    """No library line before ours: the user reads one `error:` that says what to do."""
+    command = tuple(str(free_port()) if arg == "FREE" else arg for arg in command)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MBS_LOG")}
+    done = subprocess.run(
+        [sys.executable, "-m", "mbs", *command],
+        capture_output=True,
+        text=True,
+        env={**env, "MBS_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 3, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: cannot reach Kafka at 127.0.0.1:"), line
+    assert "mbs broker up" in line

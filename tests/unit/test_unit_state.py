@@ -99,7 +99,7 @@ async def test_two_instances_on_one_file_take_turns(tmp_path: Path) -> None:
         async with first.transaction():
             a.put("n", (a.get("n") or 0) + 1)
             first_holds.set()
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.3)  # holds the file while the second writer tries to begin
             order_seen.append("first committed")
 
     async def quick_increment() -> None:
