@@ -128,6 +128,8 @@ class Executor:
             kept = run
         buffered = self.pending.setdefault(partition, {})
         earlier = buffered.get(run_id)
+        if earlier is not None and offset <= earlier[1]:
+            return  # read again: the fetcher may start before the replay's seek
         if earlier is not None and _revision_of(earlier[0]) > _revision_of(kept):
             log.warning(
                 "run %s: an older state at %d after a newer one; kept the newer", run_id, offset

@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+import time
 from collections import defaultdict
 
 import httpx
@@ -37,6 +38,22 @@ async def unfinished(client: httpx.AsyncClient, locations: list[str]) -> list[st
         if run.get("status") not in TERMINAL or run.get("unsettled"):
             open_runs.append(location.rsplit("/", 1)[-1])
     return open_runs
+
+
+async def at_step(
+    client: httpx.AsyncClient, locations: list[str], step: str, at_least: int
+) -> None:
+    """Until `at_least` of the runs have called `step` (their call saved, maybe unanswered)."""
+    deadline = time.monotonic() + 30
+    while True:
+        there = 0
+        for location in locations:
+            run = (await client.get(location, headers=CALLER)).json()
+            there += any(s["id"] == step and s.get("calls") for s in run.get("steps", []))
+        if there >= at_least:
+            return
+        assert time.monotonic() < deadline, f"only {there} runs reached {step!r} in 30 s"
+        await asyncio.sleep(0.2)
 
 
 async def spoil(bootstrap: str, topic: str, run_ids: list[str]) -> None:
@@ -77,7 +94,7 @@ async def test_bad_records_in_every_partition_do_not_stop_a_resume(
             locations += [
                 await submit(client, "order-to-delivery", order(i)) for i in range(20, 40)
             ]
-            await asyncio.sleep(2)
+            await at_step(client, locations[20:], "pay", at_least=10)
             stuck = await unfinished(client, locations)
             fresh.group.kill(fresh.process("gateway"))
             await spoil(kafka_bootstrap, journeys, stuck)

@@ -109,11 +109,11 @@ def partner(eco: Ecosystem) -> Iterator[Path]:
         )
     try:
         deadline = time.monotonic() + 30
-        while "serving" not in log.read_text():
+        # joined, and fetching: the new group's offsets (the topics' ends) are taken by then
+        while not all(word in log.read_text() for word in ("serving", "fetching")):
             assert process.poll() is None, f"the partner exited:\n{log.read_text()}"
             assert time.monotonic() < deadline, f"the partner never joined:\n{log.read_text()}"
             time.sleep(0.1)
-        time.sleep(1.0)  # the new group's offsets are taken at the end of the topics
         yield log
     finally:
         process.terminate()

@@ -219,6 +219,12 @@ async function main() {
   }
 
   consumer.on(consumer.events.GROUP_JOIN, () => console.log(`serving ${Object.keys(capabilities).join(' ')} as ${groupId}`));
+  // offsets of a new group are taken when it first fetches: from then on no request is missed
+  let fetching = false;
+  consumer.on(consumer.events.FETCH_START, () => {
+    if (!fetching) console.log('fetching');
+    fetching = true;
+  });
   await consumer.run({
     eachMessage: async ({ topic, partition, message }) => {
       const cap = capabilities[topic];

@@ -355,3 +355,26 @@ async def test_the_reader_gets_past_records_the_client_cannot_decode() -> None:
 def test_a_bad_record_names_its_reason() -> None:
     refused = BadRecord("refused", "a journey calling nobody")
     assert verdict(refused) == ("refused", "a journey calling nobody")
+
+
+async def test_a_replay_read_twice_from_its_start_resumes_the_newest_state_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The fetcher may start on a partition before the replay's own seek to its beginning:
+    the first records then come twice. Neither copy is an older state written later."""
+    shipped = load_all(Catalog(contracts.all_contracts()))["order-to-delivery"]
+    runlog = RunLog(NOWHERE, "test.journeys", "test.group")
+    engine = Engine()
+    executor = Executor(engine, runlog, {("order-to-delivery", 1): shipped})  # type: ignore[arg-type]
+    feed = [run_record("r1", revision=n) for n in (1, 2, 3)]
+    executor.assigning({0})
+    for offset, value in enumerate(feed[:2]):  # fetched before the seek
+        await executor.on_record("r1", value, 0, offset)
+    await executor.on_assigned({0: len(feed)})
+    for offset, value in enumerate(feed):  # from the beginning again
+        await executor.on_record("r1", value, 0, offset)
+    await executor.on_position(0, len(feed))
+    await asyncio.sleep(0)
+    assert engine.ran == ["r1"]
+    assert "older state" not in caplog.text
+    await executor.stop()
