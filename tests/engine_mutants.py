@@ -14,7 +14,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TESTS = ["tests/unit/test_engine_simulation.py", "tests/unit/test_engine_behaviour.py"]
+TESTS = [
+    "tests/unit/test_engine_simulation.py",
+    "tests/unit/test_engine_behaviour.py",
+    "tests/unit/test_quarantine.py",  # the executor's replay
+]
 # name: (file, text of the fix, the text that reverts it)
 MUTANTS: dict[str, tuple[str, str, str]] = {
     "side-effecting call not saved before it is sent": (
@@ -70,8 +74,23 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
     ),
     "retries broken (one attempt per provider)": (
         "gateway/caller.py",
-        "            if contract is not None and len(tried) < spec.retry.attempts:\n",
-        "            if contract is not None and len(tried) < 1:\n",
+        "if tried < spec.retry.attempts), None)\n",
+        "if tried < 1), None)\n",
+    ),
+    "a down provider's last chance not waited for": (
+        "gateway/caller.py",
+        'if last and call.outcome == "timeout":  # nothing left to try: wait for this one\n',
+        "if False:\n",
+    ),
+    "records of a partition being assigned acted on before its replay": (
+        "gateway/executor.py",
+        "            self.pending[partition] = {}\n\n    async def on_assigned",
+        "            pass\n\n    async def on_assigned",
+    ),
+    "a replay's end taken from records only, not the reader's position": (
+        "gateway/executor.py",
+        "        if partition in self.pending and position >= self.replay_end.get(partition, 0):\n",
+        "        if False:\n",
     ),
 }
 

@@ -115,6 +115,21 @@ def test_a_provider_down_serves_the_last_chance_once_back_within_the_journey_dea
     assert (call.outcome, call.deadline_ms) == ("ok", run.deadline_ms)
 
 
+def test_a_pure_step_whose_provider_is_down_waits_for_it_within_the_deadline() -> None:
+    world, definition = _world([_step(0, effects=False)], ["late"])
+    run = _run(world, definition)
+    assert run.status == "completed", "failed at the step's timeout with the deadline ahead"
+
+
+def test_a_reply_lost_on_an_attempt_with_more_to_come_is_settled_not_repeated() -> None:
+    step = _step(0, effects=True, retry={"attempts": 2, "backoff_ms": 10})
+    world, definition = _world([step], ["lost_reply"])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert len(run.steps[0].calls) == 1, "a second attempt while the first was done"
+    assert len(world.effects) == 1
+
+
 def test_an_attempt_with_more_to_come_keeps_the_steps_own_deadline() -> None:
     step = _step(0, effects=False, retry={"attempts": 2, "backoff_ms": 10})
     world, definition = _world([step], ["late", "ok"])

@@ -221,9 +221,11 @@ class Engine:
 
     def __init__(self) -> None:
         self.ran: list[str] = []
+        self.revisions: list[int] = []
 
     async def run(self, definition: Any, run: JourneyRun) -> None:
         self.ran.append(run.run_id)
+        self.revisions.append(run.revision)
 
 
 def run_record(run_id: str, status: str = "running", revision: int = 2) -> bytes:
@@ -375,6 +377,6 @@ async def test_a_replay_read_twice_from_its_start_resumes_the_newest_state_quiet
         await executor.on_record("r1", value, 0, offset)
     await executor.on_position(0, len(feed))
     await asyncio.sleep(0)
-    assert engine.ran == ["r1"]
+    assert (engine.ran, engine.revisions) == (["r1"], [3]), "not resumed from its newest state"
     assert "older state" not in caplog.text
     await executor.stop()
