@@ -131,20 +131,21 @@ class RunLog:
         """The engine's write: the run's new state, committed through the partition's fenced
         writer before this returns. `NotOwner` when this gateway does not own the partition
         (any more): the run must stop, its owner takes it up."""
-        partition = partition_of(run.run_id, STATE_PARTITIONS)
-        writer = self._writers.get(partition)
-        if writer is None:
-            raise NotOwner(f"journey-log partition {partition} is not this gateway's")
+        writer = self._writer(run.run_id)
         run.revision += 1
         await writer.write(run.run_id.encode(), run.model_dump_json().encode())
 
     async def delete(self, run_id: str) -> None:
         """Delete a finished run (a tombstone, through the partition's fenced writer)."""
+        await self._writer(run_id).write(run_id.encode(), None)
+
+    def _writer(self, run_id: str) -> FencedWriter:
+        """The fenced writer of the run's partition; `NotOwner` if this gateway has none."""
         partition = partition_of(run_id, STATE_PARTITIONS)
         writer = self._writers.get(partition)
         if writer is None:
             raise NotOwner(f"journey-log partition {partition} is not this gateway's")
-        await writer.write(run_id.encode(), None)
+        return writer
 
     async def submit(self, run: JourneyRun) -> int:
         """Hand a new (or reopened) run to its partition's owner, whoever that is: a plain

@@ -75,19 +75,19 @@ class ProcessGroup:
         """SIGTERM every child, wait, then SIGKILL what is left; nothing stays behind."""
         for child in self.children:
             if child.alive():
-                _signal_group(child.popen.pid, signal.SIGTERM)
+                signal_group(child.popen.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         for child in self.children:
             try:
                 child.popen.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                _signal_group(child.popen.pid, signal.SIGKILL)
+                signal_group(child.popen.pid, signal.SIGKILL)
                 child.popen.wait()
         self.children.clear()
 
     def kill(self, child: Process) -> None:
         """SIGKILL one child (a crash, for tests and drills) and stop watching it."""
-        _signal_group(child.popen.pid, signal.SIGKILL)
+        signal_group(child.popen.pid, signal.SIGKILL)
         child.popen.wait()
         self.children.remove(child)
 
@@ -106,8 +106,9 @@ class Watched(Protocol):
     def check_alive(self) -> None: ...
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group `pid` leads; one already gone (or not ours) is left be."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 
 

@@ -4,7 +4,6 @@ process, its pid, port and restarts, and stop exactly those and nothing else."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -15,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from mbs.cli.exits import Usage
-from mbs.cli.processes import free_port
+from mbs.cli.processes import free_port, signal_group
 from mbs.settings import Settings
 
 GATEWAY = "gateway"
@@ -219,7 +218,7 @@ def stop_all(recorded: Iterable[tuple[int | None, int | None]], grace_s: float) 
     process got since is left alone."""
     live = [(pid, ticks) for pid, ticks in recorded if pid is not None and is_ours(pid, ticks)]
     for pid, _ in live:
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
     for sig, wait_s in ((signal.SIGKILL, grace_s), (None, 5.0)):
         deadline = time.monotonic() + wait_s
         while any(is_ours(p, t) for p, t in live) and time.monotonic() < deadline:
@@ -227,10 +226,5 @@ def stop_all(recorded: Iterable[tuple[int | None, int | None]], grace_s: float) 
         if sig is not None:
             for pid, ticks in live:
                 if is_ours(pid, ticks):
-                    _signal_group(pid, sig)
+                    signal_group(pid, sig)
     return [pid for pid, _ in live if pid is not None]
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
