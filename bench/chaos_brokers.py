@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,27 +19,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from mbs.broker import LocalCluster
 from mbs.settings import Settings
+from mbs.testing import free_port
 
 CONTROLLER = "controller"  # a planned victim resolved at kill time to the active controller
 HEAP = "384m"  # three JVMs next to a dozen Python processes on a small machine
 IN_SYNC_TIMEOUT_S = 90.0
-
-
-def free_block(size: int, first: int = 20000, last: int = 60000) -> int:
-    """The lowest port of `size` consecutive ports nobody listens on or binds right now."""
-    for base in range(first + os.getpid() % 97 * 10, last, size + 4):
-        if all(_bindable(port) for port in range(base, base + size)):
-            return base
-    raise RuntimeError(f"no {size} free consecutive ports in {first}-{last}")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass
@@ -56,7 +39,7 @@ class Brokers:
     def __post_init__(self) -> None:
         settings = Settings(
             home=self.out_dir / "kafka",
-            broker_port=free_block(2 * self.nodes),
+            broker_port=free_port(2 * self.nodes),
             broker_heap=os.environ.get("MBS_BROKER_HEAP", HEAP),
             kafka_bootstrap=None,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -112,12 +113,35 @@ def signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
+def free_port(span: int = 1) -> int:
+    """The first of `span` consecutive TCP ports on 127.0.0.1 nobody listens on right now.
+
+    Drawn at random below the kernel's ephemeral range: a port from that range (what binding
+    port 0 gives) can be taken by any outgoing connection before the server binds it, and a
+    broker's controller at port + 1 lost that race once in CI."""
+    top = _ephemeral_floor() - span
+    low = 10_000 if top > 12_000 else 1_024
+    for _ in range(1_000):
+        base = random.randrange(low, top)
+        if all(_bindable(port) for port in range(base, base + span)):
+            return base
+    raise MbsError(f"no {span} free consecutive ports in {low}-{top + span}")
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_http_ok(url: str, group: Watched, timeout_s: float = 60.0) -> None:

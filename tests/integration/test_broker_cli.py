@@ -44,7 +44,7 @@ def java_pids_for(port: int) -> list[int]:
 
 
 def test_up_is_idempotent_and_down_leaves_no_java(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port(2)
     env = {k: v for k, v in os.environ.items() if k != "MBS_KAFKA_BOOTSTRAP"}
     env |= {"MBS_HOME": str(tmp_path), "MBS_BROKER_PORT": str(port)}
     try:
@@ -91,7 +91,7 @@ def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "MBS_KAFKA_BOOTSTRAP"}
     env |= {
         "MBS_HOME": str(tmp_path),
-        "MBS_BROKER_PORT": str(free_port()),
+        "MBS_BROKER_PORT": str(free_port(2)),
         "PATH": str(Path(sys.executable).parent),
     }  # python only: no java, no mvn
     result = mbs("broker", "up", env=env)
@@ -114,15 +114,9 @@ def test_bootstrap_env_uses_existing_cluster(tmp_path: Path) -> None:
 
 def private_broker_env(tmp_path: Path) -> tuple[dict[str, str], int]:
     """MBS_HOME and a port (its controller's, port + 1, free too) of this test's own."""
-    while _busy(port := free_port()) or _busy(port + 1):
-        continue
+    port = free_port(2)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBS_KAFKA")}
     return env | {"MBS_HOME": str(tmp_path), "MBS_BROKER_PORT": str(port)}, port
-
-
-def _busy(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.mark.parametrize("command", [["broker", "up"], ["demo"]])

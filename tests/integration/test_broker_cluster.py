@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,27 +22,10 @@ from mbs.broker import LocalCluster
 from mbs.kafka.admin import ensure_topics
 from mbs.kafka.connection import Connection
 from mbs.settings import Settings
+from mbs.testing import free_port
 
 pytestmark = pytest.mark.kafka
 HEAP = "384m"  # three JVMs beside the shared broker and other tests on a small machine
-
-
-def free_block(size: int) -> int:
-    """A base port with `size` consecutive ports nobody binds right now."""
-    for base in range(31000 + os.getpid() % 500 * 8, 60000, size + 2):
-        try:
-            socks = []
-            for port in range(base, base + size):
-                sock = socket.socket()
-                socks.append(sock)
-                sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for sock in socks:
-                sock.close()
-    raise RuntimeError("no free port block")
 
 
 def mbs(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -78,7 +60,7 @@ def cluster_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBS_")}
     env |= {
         "MBS_HOME": str(tmp_path),
-        "MBS_BROKER_PORT": str(free_block(6)),
+        "MBS_BROKER_PORT": str(free_port(6)),
         "MBS_BROKER_HEAP": HEAP,
     }
     try:

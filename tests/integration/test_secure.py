@@ -30,7 +30,7 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture(scope="module")
 def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalBroker, Path]]:
     home = tmp_path_factory.mktemp("secure-home")
-    port = free_port()
+    port = free_port(2)  # the broker and its controller
     env = {k: v for k, v in os.environ.items() if not k.startswith("MBS_KAFKA")}
     env |= {"MBS_HOME": str(home), "MBS_BROKER_PORT": str(port)}
     up = subprocess.run(

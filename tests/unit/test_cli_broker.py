@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -160,7 +161,7 @@ def test_cluster_options_that_cannot_work_are_usage_errors(
 
 def test_a_cluster_status_lists_each_node_on_its_ports(tmp_path: Path) -> None:
     """Node K takes base + 2(K-1) and its controller the port after; none runs: exit 4."""
-    base = free_port()
+    base = free_port(6)
     run_dir = tmp_path / f"cluster-{base}"
     run_dir.mkdir()
     (run_dir / "cluster.json").write_text(json.dumps({"cluster_id": "x", "nodes": 3}))
@@ -174,3 +175,15 @@ def test_a_cluster_status_lists_each_node_on_its_ports(tmp_path: Path) -> None:
         f"127.0.0.1:{base + 3}",
         f"127.0.0.1:{base + 5}",
     ]
+
+
+def test_free_ports_come_in_a_bindable_block_below_the_ephemeral_range() -> None:
+    """A broker needs port and port + 1; ports handed to outgoing connections (the kernel's
+    ephemeral range) could be taken between the pick and the bind, as once in CI."""
+    floor = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for _ in range(20):
+        base = free_port(6)
+        assert base + 6 <= floor
+        for port in range(base, base + 6):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
