@@ -1,9 +1,12 @@
 """The journey engine: runs a definition's steps, in parallel where the DAG allows, with
 retries, provider failover, shadow copies and saga compensation.
 
-Every state change is saved before the engine acts on it, and every side-effecting call
-before it is sent, so a run can be taken up again from any saved state, by this gateway or
-another, as if nothing had happened. A run ends only once every side effect it caused is
+Every side-effecting call (a step's or an undo's) is saved, with the whole run as it stands,
+before it is sent, and every outcome before the caller is told; so a run can be taken up again
+from any saved state, by this gateway or another, as if nothing had happened. Outcomes of
+calls without side effects are not saved on their own: taken up again, the run asks those
+again under the same message ids (a unit answers a repeat from its reply log), and nothing
+that used them can have happened unsaved. A run ends only once every side effect it caused is
 accounted for: used by a completed run, or undone; what cannot be undone after retries is
 parked (`compensation_failed`) for an operator, never reported as compensated."""
 
@@ -155,8 +158,6 @@ class JourneyEngine:
                 for task in sorted(finished, key=running.__getitem__):  # same order every time
                     done.add(running.pop(task))
                     task.result()
-                if run.error is None and len(done) < len(steps):
-                    await self.save(run)  # outcomes are durable before dependants start
         finally:
             # A failure elsewhere, or this run cancelled (its partition went to another
             # gateway): its steps stop here, so no orphan goes on sending and saving beside
@@ -165,8 +166,7 @@ class JourneyEngine:
                 task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
         if run.error is not None:
-            run.status = "compensating"
-            await self.save(run)
+            run.status = "compensating"  # saved with the first undo, or with the outcome
 
     async def _step(self, spec: StepDefinition, run: JourneyRun, step: StepRun) -> None:
         condition = spec.condition

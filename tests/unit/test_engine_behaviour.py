@@ -250,3 +250,27 @@ def test_a_side_effect_answered_with_garbage_is_parked_never_assumed() -> None:
     assert run.output is not None, "the journey itself completed on the second attempt"
     assert run.parked == [f"{run.run_id}:s0:c0:1"]
     assert _total(run) == _declared(world, ("c0.act", "c0")), "the garbage reply billed nothing"
+
+
+def test_a_run_is_saved_before_each_side_effect_and_at_its_outcome_only() -> None:
+    """Each save is a transaction on the journey log. A pure step's outcome goes with the
+    next save: a run taken up again asks it again under the same message id."""
+    steps = [
+        _step(0, effects=False),
+        _step(1, effects=False, after=(0,)),
+        _step(2, effects=True, after=(1,)),
+        _step(3, effects=False, after=(2,)),
+    ]
+    world, definition = _world(steps, [])
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert [status for status, _ in world.history] == ["running", "completed"]
+
+
+def test_a_crash_after_pure_steps_asks_them_again_under_the_same_message_ids() -> None:
+    steps = [_step(0, effects=False), _step(1, effects=True, after=(0,))]
+    world, definition = _world(steps, [], crashes=frozenset({2}))  # dies saving before s1
+    run = _run(world, definition)
+    assert run.status == "completed"
+    assert [c.message_id.split(":", 1)[1] for c in run.steps[0].calls] == ["s0:c0:1"]
+    assert [c.outcome for c in run.steps[1].calls] == ["ok"]
