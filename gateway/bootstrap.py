@@ -42,7 +42,12 @@ class Gateway:
             connection, caller="gateway", group=f"{settings.gateway_group}.replies"
         )
         self.broker = BrokerWatch(connection)
-        self.runlog = RunLog(connection, settings.journeys_topic, settings.gateway_group)
+        self.runlog = RunLog(
+            connection,
+            settings.journeys_topic,
+            settings.gateway_group,
+            cache_bytes=int(settings.run_cache_mb * (1 << 20)),
+        )
         self.engine = JourneyEngine(
             KafkaTransport(self.requester),
             self.catalog,

@@ -19,7 +19,8 @@ from gateway.engine import JourneyEngine
 from gateway.fencing import NotOwner, NotSaved
 from gateway.models import JourneyRun
 from gateway.retention import Retention
-from gateway.runlog import RunLog, looks_saved, revision
+from gateway.runcache import revision
+from gateway.runlog import RunLog, looks_saved
 from mbs.backoff import Backoff
 
 log = logging.getLogger("mbs.gateway.executor")

@@ -23,8 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -34,6 +32,7 @@ from aiokafka.errors import IllegalStateError
 from gateway.fencing import FencedWriter, NotOwner, partition_of
 from gateway.models import JourneyRun
 from gateway.ownership import PartitionOwner, Replay
+from gateway.runcache import RunCache, looks_decided, raw_status
 from mbs.kafka import (
     BadRecord,
     Connection,
@@ -54,8 +53,6 @@ STATE_CONFIG = {
     "min.compaction.lag.ms": "60000",
     "segment.ms": "3600000",
 }
-KEPT_RUNS = 20_000
-_REVISION = re.compile(rb'"revision":(\d+)')
 
 # (run id, value, partition, offset); value None: a record with nothing to act on (a
 # tombstone, or one skipped as unreadable) that still moves the replay on.
@@ -67,9 +64,11 @@ PositionHandler = Callable[[int, int], Awaitable[None]]
 class RunLog:
     """Writes runs to the state topic and follows it as observer and executor."""
 
-    def __init__(self, connection: Connection, topic: str, group: str) -> None:
+    def __init__(
+        self, connection: Connection, topic: str, group: str, cache_bytes: int = 64 << 20
+    ) -> None:
         self.connection, self.topic, self.group = connection, topic, group
-        self._runs: OrderedDict[str, bytes | JourneyRun] = OrderedDict()
+        self.runs = RunCache(cache_bytes)
         self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
         self._observed: dict[int, int] = {}  # partition -> next offset the observer reads
         self._replay_to: dict[int, int] = {}  # partition -> end offset when it started
@@ -133,7 +132,9 @@ class RunLog:
         (any more): the run must stop, its owner takes it up."""
         writer = self._writer(run.run_id)
         run.revision += 1
-        await writer.write(run.run_id.encode(), run.model_dump_json().encode())
+        value = run.model_dump_json().encode()
+        await writer.write(run.run_id.encode(), value)
+        self.runs.keep(run.run_id, value)  # shown at once; its echo from the log is not kept
 
     async def delete(self, run_id: str) -> None:
         """Delete a finished run (a tombstone, through the partition's fenced writer)."""
@@ -178,16 +179,15 @@ class RunLog:
     def get(self, run_id: str) -> JourneyRun | None:
         """A run this gateway has seen (its own or read from the log), newest state; None
         also when that state is unreadable (the partition's executor quarantines it)."""
-        found = self._runs.get(run_id)
-        if isinstance(found, bytes):
-            try:
-                found = _parse(run_id, found)
-            except ValueError as exc:
-                log.warning("run %s: newest state unreadable (%s)", run_id, verdict(exc)[1])
-                self._runs.pop(run_id, None)
-                return None
-            self._runs[run_id] = found
-        return found
+        found = self.runs.raw(run_id)
+        if found is None:
+            return None
+        try:
+            return _parse(run_id, found)
+        except ValueError as exc:
+            log.warning("run %s: newest state unreadable (%s)", run_id, verdict(exc)[1])
+            self.runs.forget(run_id)
+            return None
 
     def read(self, run_id: str, value: bytes, partition: int, offset: int) -> JourneyRun | None:
         """The run in a record, or None when it is not one (then quarantined)."""
@@ -200,24 +200,24 @@ class RunLog:
     def parked(self) -> list[JourneyRun]:
         """Recent runs whose side effects could not all be settled or undone."""
         found = []
-        for run_id, value in list(self._runs.items()):
-            raw = value if isinstance(value, bytes) else b""
-            if isinstance(value, JourneyRun) or b'"compensation_failed"' in raw:
+        for run_id, value in self.runs.items():
+            if raw_status(value) == b"compensation_failed":
                 run = self.get(run_id)
                 if run is not None and run.status == "compensation_failed":
                     found.append(run)
         return found
 
     def finished_here(self, run: JourneyRun) -> None:
-        """This gateway ended the run: wake its waiters now rather than via the log."""
-        self._keep(run.run_id, run)
+        """This gateway ended the run: wake its waiters now rather than via the log (its
+        state is kept by `save`, raw)."""
         for future in self._waiters.pop(run.run_id, []):
             if not future.done():
                 future.set_result(run)
 
     async def wait_finished(self, run_id: str, timeout_s: float) -> JourneyRun | None:
         """The run once its outcome is known; None if it is still running after `timeout_s`."""
-        known = self.get(run_id)
+        raw = self.runs.raw(run_id)
+        known = self.get(run_id) if raw is not None and looks_decided(raw) else None
         if known is not None and known.decided:
             return known
         future: asyncio.Future[JourneyRun] = asyncio.get_running_loop().create_future()
@@ -264,26 +264,18 @@ class RunLog:
         """Keep the raw record; parse only what someone is waiting for."""
         self._observed[partition] = max(self._observed.get(partition, 0), offset + 1)
         if value is None:  # deleted (retention), or nothing readable: not shown any more
-            self._runs.pop(run_id, None)
+            self.runs.forget(run_id)
             return
         if not looks_saved(run_id, value) and self.read(run_id, value, partition, offset) is None:
             return  # not a run: the state before it stands
-        known = self._runs.get(run_id)
-        if isinstance(known, JourneyRun) and known.decided and revision(value) <= known.revision:
-            return  # finished here: a late echo of an earlier state must not replace it
-        self._keep(run_id, value)
-        if run_id in self._waiters:
+        if not self.runs.keep(run_id, value):
+            return  # an echo of an earlier state (this gateway's own, read back)
+        if run_id in self._waiters and looks_decided(value):
             run = self.get(run_id)
             if run is not None and run.decided:
                 for future in self._waiters.pop(run_id, []):
                     if not future.done():
                         future.set_result(run)
-
-    def _keep(self, run_id: str, value: bytes | JourneyRun) -> None:
-        self._runs[run_id] = value
-        self._runs.move_to_end(run_id)
-        while len(self._runs) > KEPT_RUNS:
-            self._runs.popitem(last=False)
 
     async def _observed_to(self, partition: int, position: int) -> None:
         self._observed[partition] = max(self._observed.get(partition, 0), position)
@@ -334,11 +326,3 @@ def _parse(run_id: str, value: bytes) -> JourneyRun:
     if run.run_id != run_id:
         raise BadRecord("refused", f"filed under run {run_id!r}, but holds run {run.run_id!r}")
     return run
-
-
-def revision(value: bytes) -> int:
-    """A saved run's revision, read from its raw record. The last match: the field comes
-    after the input and the replies (which may hold anything) and before nothing that does."""
-    at = value.rfind(b'"revision":')
-    found = _REVISION.match(value, at) if at >= 0 else None
-    return int(found.group(1)) if found else 0

@@ -130,8 +130,14 @@ class Settings(BaseSettings):
     journey_retention_s: float = Field(
         default=86_400.0,
         gt=0,
-        description="Seconds a finished run stays in the journey log (and answers GET) before "
-        "its partition's owner deletes it; parked runs stay until an operator resolves them.",
+        description="Seconds a finished run stays in the journey log before its partition's "
+        "owner deletes it; parked runs stay until an operator resolves them.",
+    )
+    run_cache_mb: float = Field(
+        default=64.0,
+        gt=0,
+        description="MB of recent runs (their raw states) a gateway keeps to answer GET on a run "
+        "and callers waiting for an outcome; the least recently written go first.",
     )
     journey_retained_runs: int = Field(
         default=200_000,
