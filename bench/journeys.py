@@ -1,371 +1,388 @@
-"""Journey throughput and latency through the gateway, beside a raw aiokafka round trip on
-the same broker in the same run.
+"""Journey throughput, latency and CPU per journey through the gateway, beside a raw aiokafka
+round trip, with tracing off, sampled and on, and beside an older commit, in one run on one
+broker: a private one started for the run (on free ports, state in a temp dir), unless
+--shared-broker.
 
-    .venv/bin/python -m bench.journeys --seconds 8
+    .venv/bin/python -m bench.journeys --seconds 8 --baseline COMMIT --json out.json
 
 Closed loop: N clients each send the next request as soon as their last one is answered
-(N = 1, 10, 100 in flight). The raw baseline is a bare aiokafka producer/consumer pair on one
-side and a bare aiokafka responder process on the other. The journeys run over HTTP through
+(N = 1, 10, 100 in flight). The raw baseline is a bare aiokafka producer/consumer pair in
+this process and a bare aiokafka responder process. The journeys run over HTTP (wrk) through
 the gateway to unit processes; their `step` latency is the gateway's own request-to-reply
-time, comparable to the raw round trip.
+time, comparable to the raw round trip. CPU per journey: utime + stime of each process from
+/proc/<pid>/stat over the middle of each measured row (bench/cpu.py). `--baseline COMMIT`
+runs that commit's gateway and units from a git worktree after the current ones
+(bench/worktree.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
-import re
-import statistics
+import os
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from bench.cpu import CLK_TCK, Pids, check_python, ms_per_item, snapshot
+from bench.journeys_report import UNITS, describe, report
+from bench.load import (
+    OtlpSink,
+    RawClient,
+    Sample,
+    Wrk,
+    closed_loop,
+    define,
+    journey_call,
+    percentile,
+)
+from bench.phases import (
+    JOURNEY_CHOICES,
+    PHASES,
+    Phase,
+    broker_pid,
+    parse_phases,
+    phase_env,
+    tracing_label,
+    unit_group_members,
+)
+from bench.worktree import (
+    CodeGroup,
+    Worktree,
+    check_cwd,
+    git,
+    head_commit,
+    imports_from,
+    open_worktree,
+    remove_worktree,
+)
+from mbs.broker import LocalBroker
 from mbs.kafka import Connection, ensure_topics
 from mbs.settings import Settings
-from mbs.testing import ProcessGroup, free_port, wait_http_ok
+from mbs.testing import free_port, wait_http_ok
 
-ADMIN = {"X-API-Key": "dev-admin-key"}
-CALLER = {"X-API-Key": "dev-caller-key"}
-JOURNEYS = {
-    "bench-one-step": {
-        "steps": [
-            {
-                "id": "quote",
-                "capability": "pricing.quote",
-                "input": {"sku": "$input.sku", "quantity": "$input.quantity"},
-            }
-        ]
-    },
-    "bench-three-step": {
-        "steps": [
-            {
-                "id": "quote",
-                "capability": "pricing.quote",
-                "input": {"sku": "$input.sku", "quantity": "$input.quantity"},
-            },
-            {
-                "id": "fraud",
-                "capability": "fraud.score",
-                "after": ["quote"],
-                "input": {
-                    "order_id": "$input.order_id",
-                    "customer_id": "$input.customer_id",
-                    "amount": "$steps.quote.total",
-                },
-            },
-            {
-                "id": "notify",
-                "capability": "notifications.send",
-                "after": ["fraud"],
-                "input": {
-                    "customer_id": "$input.customer_id",
-                    "template": "order_confirmed",
-                    "order_id": "$input.order_id",
-                },
-            },
-        ]
-    },
-}
-BODY = {"sku": "grinder-c40", "quantity": 1, "order_id": "bench", "customer_id": "cust-1"}
-Sample = tuple[float, float]  # (client latency ms, server-side step latency ms or nan)
+IN_FLIGHT = (1, 10, 100)
+_STARTED = time.monotonic()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - _STARTED:6.1f}s] {message}", flush=True)
 
 
-async def closed_loop(
-    call: Callable[[], Awaitable[Sample]], in_flight: int, seconds: float
-) -> tuple[float, list[Sample]]:
-    samples: list[Sample] = []
-    stop_at = time.perf_counter() + seconds
+class Bench:
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        self.args = args
+        self.settings = settings
+        self.uid = uuid.uuid4().hex[:8]
+        self.seconds = max(2, round(args.seconds))  # wrk takes whole seconds
+        self.margin = min(1.0, self.seconds / 5)  # left out of each CPU window, either end
+        self.broker_pid, self.broker_note = broker_pid(self.settings)
+        self.tree: Worktree | None = None
+        self.imports: dict[str, str] = {}
+        self.rows: list[dict[str, Any]] = []
+        self.failed: dict[str, str] = {}
+        self.idle: dict[str, dict[str, float | None]] = {}
+        self.shared: dict[str, dict[str, int]] = {}
+        self.sink = OtlpSink()
 
-    async def client() -> None:
-        while time.perf_counter() < stop_at:
-            samples.append(await call())
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(in_flight)))
-    return len(samples) / (time.perf_counter() - started), samples
-
-
-class RawClient:
-    """Request/reply with nothing but aiokafka: the floor any platform adds to."""
-
-    def __init__(self, bootstrap: str, topic: str, reply_topic: str) -> None:
-        self.bootstrap, self.topic, self.reply_topic = bootstrap, topic, reply_topic
-        self.pending: dict[bytes, asyncio.Future[None]] = {}
-
-    async def __aenter__(self) -> RawClient:
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=0)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=None, fetch_max_wait_ms=20
+    def env(self, phase: Phase) -> dict[str, str]:
+        env = phase_env(
+            phase,
+            bootstrap=self.settings.bootstrap,
+            uid=self.uid,
+            sink_port=self.sink.port,
+            sample_ratio=self.args.sample_ratio,
         )
-        await self.producer.start()
-        await self.consumer.start()
-        parts = [TopicPartition(self.reply_topic, p) for p in range(3)]
-        self.consumer.assign(parts)
-        await self.consumer.seek_to_end(*parts)
-        for tp in parts:
-            await self.consumer.position(tp)
-        self.reader = asyncio.create_task(self._read())
-        return self
+        if phase.baseline and self.tree is not None:
+            env.update(self.tree.env())
+        return env
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.reader
-        await self.consumer.stop()
-        await self.producer.stop()
+    def notes(self) -> list[str]:
+        found = [
+            f"phase {name}: units of another ecosystem were in the units' consumer groups "
+            f"({members}); they served part of the requests and their CPU is not counted"
+            for name, members in self.shared.items()
+        ]
+        found += [
+            f"phase {name} failed: {why.strip().splitlines()[-1]}"
+            for name, why in self.failed.items()
+        ]
+        return found
 
-    async def _read(self) -> None:
-        async for record in self.consumer:
-            correlation = dict(record.headers or ()).get("mbs-correlation-id", b"")
-            future = self.pending.pop(correlation, None)
-            if future is not None and not future.done():
-                future.set_result(None)
+    def code(self, phase: Phase) -> str:
+        return self.tree.short if phase.baseline and self.tree else "current"
 
-    async def call(self) -> Sample:
-        correlation = uuid.uuid4().hex.encode()
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.pending[correlation] = future
-        started = time.perf_counter()
-        await self.producer.send(
-            self.topic,
-            json.dumps(BODY).encode(),
-            key=correlation,
-            headers=[("mbs-correlation-id", correlation)],
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        say("  " + describe(row))
+
+    async def run(self, phases: list[Phase]) -> None:
+        if any(p.baseline for p in phases):
+            self.tree = open_worktree(self.args.baseline)
+            state = "reused" if self.tree.reused else "created"
+            say(f"baseline {self.tree.short}: worktree {state} at {self.tree.path}")
+            try:
+                first = next(p for p in phases if p.baseline)
+                self.imports = imports_from(self.tree, self.env(first))
+                say(f"baseline imports: {self.imports}")
+            except RuntimeError as failure:  # the current code's phases still run
+                say(f"baseline FAILED: {failure}")
+                self.failed.update({p.name: str(failure) for p in phases if p.baseline})
+                phases = [p for p in phases if not p.baseline]
+        say(
+            f"broker pid: {self.broker_pid or self.broker_note}; CPU windows of "
+            f"{self.seconds - 2 * self.margin:g}s per row, CLK_TCK {CLK_TCK}"
         )
-        await asyncio.wait_for(future, 30)
-        elapsed = (time.perf_counter() - started) * 1000
-        return elapsed, elapsed
+        for phase in phases:
+            label = tracing_label(phase.tracing, self.args.sample_ratio)
+            what = (
+                "bare aiokafka pair" if phase.name == "raw" else f"{self.code(phase)} code, {label}"
+            )
+            say(f"== phase {phase.name}: {what} ==")
+            try:
+                if phase.name == "raw":
+                    await self.raw()
+                else:
+                    await self.through_gateway(phase, label)
+            except Exception as failure:  # the other phases still run and are reported
+                self.failed[phase.name] = f"{type(failure).__name__}: {failure}"
+                say(f"phase {phase.name} FAILED: {self.failed[phase.name]}")
 
+    async def raw(self) -> None:
+        topic, reply = f"bench.raw.{self.uid}", f"bench.raw.{self.uid}.replies"
+        await ensure_topics(Connection(self.settings.bootstrap), [topic, reply])
+        responder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.raw_responder",
+            topic,
+            reply,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        try:
+            assert responder.stdout is not None
+            ready = (await responder.stdout.readline()).decode().split()
+            if ready != ["ready", str(responder.pid)]:
+                raise RuntimeError(f"raw_responder said {ready}, expected ready {responder.pid}")
+            check_python({"responder": responder.pid})
+            await asyncio.sleep(3)  # group join
+            pids = {"responder": responder.pid, "broker": self.broker_pid, "load": os.getpid()}
+            async with RawClient(self.settings.bootstrap, topic, reply) as raw:
+                await closed_loop(raw.call, 10, 1.0)  # warm-up
+                for in_flight in IN_FLIGHT:
+                    before, started = snapshot(pids), time.perf_counter()
+                    rate, samples = await closed_loop(raw.call, in_flight, self.args.seconds)
+                    after, window = snapshot(pids), time.perf_counter() - started
+                    row = self._row("raw", "raw aiokafka round trip", in_flight, samples, rate)
+                    row["cpu_ms"] = ms_per_item(before, after, len(samples))
+                    row["cpu_window_s"] = round(window, 2)
+                    self.add(row)
+            await self.quiet("raw", {"responder": responder.pid, "broker": self.broker_pid})
+        finally:
+            if responder.returncode is None:
+                responder.terminate()
+            await responder.wait()
 
-def journey_call(client: httpx.AsyncClient, name: str) -> Callable[[], Awaitable[Sample]]:
-    async def call() -> Sample:
-        started = time.perf_counter()
-        response = await client.post(f"/journeys/{name}", json=BODY, headers=CALLER)
-        elapsed = (time.perf_counter() - started) * 1000
-        run = response.json()
-        if response.status_code != 200:
-            raise RuntimeError(f"{name}: HTTP {response.status_code}: {run}")
-        steps = [s["latency_ms"] for s in run["steps"]]
-        return elapsed, statistics.fmean(steps)
+    async def quiet(self, phase: str, pids: Pids) -> None:
+        """CPU ms per second the processes use with no load, once the last row's runs are
+        done: what a low rate's CPU per journey carries (polling, timers, a broker's other
+        clients)."""
+        await asyncio.sleep(1.0)
+        before, started = snapshot(pids), time.perf_counter()
+        await asyncio.sleep(2.0)
+        after, window = snapshot(pids), time.perf_counter() - started
+        self.idle[phase] = ms_per_item(before, after, window)
+        say("  idle CPU ms/s: " + ", ".join(f"{k} {v}" for k, v in self.idle[phase].items()))
 
-    return call
-
-
-def row(label: str, in_flight: int, rate: float, samples: list[Sample]) -> dict[str, Any]:
-    client = [s[0] for s in samples]
-    step = [s[1] for s in samples]
-    return {
-        "what": label,
-        "in_flight": in_flight,
-        "per_s": round(rate, 1),
-        "p50_ms": round(percentile(client, 0.5), 2),
-        "p99_ms": round(percentile(client, 0.99), 2),
-        "step_p50_ms": round(percentile(step, 0.5), 2),
-    }
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--out", type=Path, default=None, help="Append a table here.")
-    args = parser.parse_args()
-    settings = Settings()
-    uid = uuid.uuid4().hex[:8]
-    group = ProcessGroup(
-        settings.home / "bench",
-        env={
-            "MBS_KAFKA_BOOTSTRAP": settings.bootstrap,
-            "MBS_UNIT_PORT": "0",
-            "MBS_JOURNEYS_TOPIC": f"bench.state.{uid}",
-            "MBS_DEFINITIONS_TOPIC": f"bench.defs.{uid}",
-            "MBS_GATEWAY_GROUP": f"bench.gateway.{uid}",
-            "MBS_LOG_LEVEL": "WARNING",
-        },
-    )
-    rows: list[dict[str, Any]] = []
-    sink = OtlpSink()
-    try:
-        rows += await raw_baseline(settings.bootstrap, uid, args.seconds)
-        group.env = {**group.env, "OTEL_SDK_DISABLED": "true"}
-        rows += await through_gateway(group, args.seconds, " (tracing off)")
-        group.env = {
-            **group.env,
-            "OTEL_SDK_DISABLED": "",
-            "OTEL_TRACES_EXPORTER": "otlp",
-            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+    def _row(
+        self, phase: str, what: str, in_flight: int, samples: list[Sample], rate: float
+    ) -> dict[str, Any]:
+        client = [s[0] for s in samples]
+        return {
+            "phase": phase,
+            "code": "current",
+            "tracing": "n/a",
+            "journey": "raw",
+            "what": what,
+            "in_flight": in_flight,
+            "per_s": round(rate, 1),
+            "requests": len(samples),
+            "p50_ms": round(percentile(client, 0.5), 2),
+            "p99_ms": round(percentile(client, 0.99), 2),
+            "step_p50_ms": round(percentile([s[1] for s in samples], 0.5), 2),
         }
-        rows += await through_gateway(group, args.seconds, " (tracing on)")
-    finally:
-        group.stop()
-        sink.server.shutdown()
-    report(rows, args.out)
+
+    async def through_gateway(self, phase: Phase, label: str) -> None:
+        cwd = self.tree.path if phase.baseline and self.tree else None
+        log_dir = self.settings.home / "bench" / phase.name
+        group = CodeGroup(log_dir, env=self.env(phase), cwd=cwd)
+        others = await asyncio.to_thread(unit_group_members, self.settings.bootstrap, UNITS)
+        if others:
+            self.shared[phase.name] = others
+            say(f"WARNING: units of another ecosystem serve these capabilities: {others}")
+        try:
+            for unit in UNITS:
+                group.start(unit, "run", "unit", unit)
+            port = free_port()
+            group.start("gateway", "run", "gateway", env={"MBS_GATEWAY_PORT": str(port)})
+            base = f"http://127.0.0.1:{port}"
+            await asyncio.to_thread(wait_http_ok, f"{base}/readyz", group, 90)
+            pids = {child.name: child.popen.pid for child in group.children}
+            check_python(pids)
+            if self.tree is not None and cwd is not None:
+                check_cwd(self.tree, pids)
+            say(f"gateway and units up ({self.code(phase)} code, logs in {log_dir}): {pids}")
+            await self._measure(phase, label, base, pids, group)
+            await self.quiet(phase.name, {**pids, "broker": self.broker_pid})
+        finally:
+            group.stop()
+
+    async def _measure(
+        self, phase: Phase, label: str, base: str, pids: dict[str, int], group: CodeGroup
+    ) -> None:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        code = "" if self.code(phase) == "current" else f" @{self.code(phase)}"
+        async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+            for name in JOURNEY_CHOICES[self.args.journeys]:
+                await define(client, name)
+                await closed_loop(journey_call(client, name), 10, 2.0)  # warm-up
+                _, steps = await closed_loop(journey_call(client, name), 1, 2.0)
+                step_p50 = round(percentile([s[1] for s in steps], 0.5), 2)
+                for in_flight in IN_FLIGHT:
+                    row = await self._wrk_row(base, name, in_flight, pids)
+                    group.check_alive()
+                    row.update(
+                        phase=phase.name,
+                        code=self.code(phase),
+                        tracing=label.removeprefix("tracing "),
+                        journey=name,
+                        what=f"{name}{code} ({label})",
+                        step_p50_ms=step_p50,
+                    )
+                    self.add(row)
+
+    async def _wrk_row(
+        self, base: str, name: str, in_flight: int, pids: dict[str, int]
+    ) -> dict[str, Any]:
+        """wrk for the row's seconds; CPU read over its middle (ramp-up and the runs left in
+        flight at its end left out), divided by the journeys that window holds at wrk's
+        rate."""
+        wrk = Wrk(base, name, in_flight, self.seconds)
+        measured: Pids = {
+            **pids,
+            "broker": self.broker_pid,
+            "load": await wrk.start(),
+            "sink": os.getpid(),  # the OTLP sink is a thread of this process
+        }
+        await asyncio.sleep(self.margin)
+        before, started = snapshot(measured), time.perf_counter()
+        await asyncio.sleep(self.seconds - 2 * self.margin)
+        after, window = snapshot(measured), time.perf_counter() - started
+        result = await wrk.result()
+        return {
+            "in_flight": in_flight,
+            "per_s": result.per_s,
+            "requests": result.requests,
+            "p50_ms": result.p50_ms,
+            "p99_ms": result.p99_ms,
+            "cpu_ms": ms_per_item(before, after, result.per_s * window),
+            "cpu_window_s": round(window, 2),
+        }
 
 
-class OtlpSink:
-    """Accepts OTLP/HTTP exports and drops them: tracing on, at the cost of exporting."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
-async def raw_baseline(bootstrap: str, uid: str, seconds: float) -> list[dict[str, Any]]:
-    topic, reply = f"bench.raw.{uid}", f"bench.raw.{uid}.replies"
-    await ensure_topics(Connection(bootstrap), [topic, reply])
-    responder = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bench.raw_responder", topic, reply, stdout=asyncio.subprocess.PIPE
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="Per row (whole seconds).")
+    parser.add_argument("--baseline", metavar="COMMIT", help="Also run this commit's code.")
+    parser.add_argument("--sample-ratio", type=float, default=0.1, help="For phase sampled.")
+    parser.add_argument("--journeys", choices=JOURNEY_CHOICES, default="both")
+    parser.add_argument(
+        "--phases",
+        help=f"Comma-separated, run in this order (default: {','.join(PHASES)}; the "
+        "baseline phases only with --baseline).",
     )
-    assert responder.stdout is not None
-    await responder.stdout.readline()
-    await asyncio.sleep(3)  # group join
-    rows = []
+    parser.add_argument("--out", type=Path, default=None, help="Append the tables here.")
+    parser.add_argument("--json", type=Path, default=None, help="Write every figure here.")
+    parser.add_argument(
+        "--shared-broker",
+        action="store_true",
+        help="Use the broker of the settings (MBS_KAFKA_BOOTSTRAP or the local one) instead of "
+        "a private broker started for the run (the default: no other client shares it, and "
+        "no record left by earlier runs or tests stops an old baseline commit).",
+    )
+    args = parser.parse_args()
+    if not 0 < args.sample_ratio <= 1:
+        parser.error("--sample-ratio must be in (0, 1]")
+    default = PHASES if args.baseline else PHASES[:4]
     try:
-        async with RawClient(bootstrap, topic, reply) as raw:
-            await closed_loop(raw.call, 10, 1.0)  # warm-up
-            for in_flight in (1, 10, 100):
-                rate, samples = await closed_loop(raw.call, in_flight, seconds)
-                rows.append(row("raw aiokafka round trip", in_flight, rate, samples))
-                print(rows[-1], flush=True)
-    finally:
-        if responder.returncode is None:
-            responder.terminate()
-        await responder.wait()
-    return rows
+        args.phase_list = parse_phases(args.phases or ",".join(default))
+    except ValueError as bad:
+        parser.error(str(bad))
+    if any(p.baseline for p in args.phase_list) and not args.baseline:
+        parser.error("the baseline phases need --baseline COMMIT")
+    if args.baseline:
+        try:
+            git("rev-parse", "--verify", f"{args.baseline}^{{commit}}")
+        except RuntimeError as bad:
+            parser.error(str(bad))
+    return args
 
 
-async def through_gateway(
-    group: ProcessGroup, seconds: float, label: str = ""
-) -> list[dict[str, Any]]:
-    for unit in ("pricing", "fraud", "notifications"):
-        group.start(unit, "run", "unit", unit)
-    port = free_port()
-    group.env = {**group.env, "MBS_GATEWAY_PORT": str(port)}
-    group.start("gateway", "run", "gateway")
-    base = f"http://127.0.0.1:{port}"
-    wait_http_ok(f"{base}/readyz", group, timeout_s=90)
+async def main() -> int:
+    args = arguments()
+    own = None if args.shared_broker else private_broker()
+    bench = Bench(args, Settings() if own is None else own.settings)
     try:
-        return await _measure_gateway(base, seconds, label)
+        await bench.run(args.phase_list)
     finally:
-        group.stop()
+        if own is not None:
+            own.down()
+            say(f"private broker on {own.address} stopped")
+        bench.sink.close()
+        if bench.tree is not None:
+            remove_worktree(bench.tree)
+            say(f"worktree {bench.tree.path} removed")
+    summary = report(bench.rows, args.sample_ratio, args.out, bench.notes())
+    if args.json is not None:
+        document = {
+            "commit": head_commit(),
+            "uncommitted_changes": bool(git("status", "--porcelain", "--untracked-files=no")),
+            "baseline": bench.tree.commit if bench.tree else None,
+            "baseline_imports": bench.imports,
+            "phases": [p.name for p in args.phase_list],
+            "seconds": bench.seconds,
+            "cpu_window_margin_s": bench.margin,
+            "sample_ratio": args.sample_ratio,
+            "broker_pid": bench.broker_pid,
+            "broker_note": bench.broker_note,
+            "clk_tck": CLK_TCK,
+            "cpus": os.cpu_count(),
+            "load_average": os.getloadavg(),
+            "failed_phases": bench.failed,
+            "idle_cpu_ms_per_s": bench.idle,
+            "unit_groups_shared": bench.shared,
+            "rows": bench.rows,
+            **summary,
+        }
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        say(f"wrote {args.json}")
+    return 1 if bench.failed else 0
 
 
-async def _measure_gateway(base: str, seconds: float, label: str) -> list[dict[str, Any]]:
-    rows = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
-        for name, spec in JOURNEYS.items():
-            body = json.dumps({"name": name, "version": 1, **spec})
-            put = await client.put(f"/journeys/{name}", content=body, headers=ADMIN)
-            assert put.status_code in (201, 409), put.text
-            await _until_served(client, name)
-            await closed_loop(journey_call(client, name), 10, 2.0)  # warm-up
-            _, steps = await closed_loop(journey_call(client, name), 1, 2.0)
-            step_p50 = percentile([s[1] for s in steps], 0.5)
-            for in_flight in (1, 10, 100):
-                rate, p50, p99 = await wrk(base, name, in_flight, seconds)
-                rows.append(
-                    {
-                        "what": f"{name}{label}",
-                        "in_flight": in_flight,
-                        "per_s": round(rate, 1),
-                        "p50_ms": p50,
-                        "p99_ms": p99,
-                        "step_p50_ms": round(step_p50, 2),
-                    }
-                )
-                print(rows[-1], flush=True)
-    return rows
-
-
-async def _until_served(client: httpx.AsyncClient, name: str) -> None:
-    """Consumer groups settle after start-up: wait for the first journey to complete."""
-    for _ in range(30):
-        response = await client.post(f"/journeys/{name}", json=BODY, headers=CALLER)
-        if response.status_code == 200:
-            return
-        await asyncio.sleep(1)
-    raise RuntimeError(f"{name} never completed: {response.text}")
-
-
-async def wrk(
-    base: str, journey: str, connections: int, seconds: float
-) -> tuple[float, float, float]:
-    """Closed-loop HTTP load from wrk (a Python client saturates a core before the gateway)."""
-    script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(
-        'wrk.method = "POST"\n'
-        f"wrk.body = '{json.dumps(BODY)}'\n"
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f'wrk.headers["X-API-Key"] = "{CALLER["X-API-Key"]}"\n'
-    )
-    proc = await asyncio.create_subprocess_exec(
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{int(seconds)}s",
-        "--latency",
-        "-s",
-        str(script),
-        f"{base}/journeys/{journey}",
-        stdout=asyncio.subprocess.PIPE,
-    )
-    out = (await proc.communicate())[0].decode()
-    script.unlink()
-    if "Non-2xx" in out:
-        raise RuntimeError(f"{journey}: some journeys failed:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return rate, _ms(out, "50%"), _ms(out, "99%")
-
-
-def _ms(out: str, label: str) -> float:
-    value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-    return round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 2)
-
-
-def report(rows: list[dict[str, Any]], out: Path | None) -> None:
-    header = (
-        "| what | in flight | per s | p50 ms | p99 ms | step p50 ms |\n|---|---|---|---|---|---|"
-    )
-    lines = [
-        f"| {r['what']} | {r['in_flight']} | {r['per_s']} | {r['p50_ms']} | {r['p99_ms']} "
-        f"| {r['step_p50_ms']} |"
-        for r in rows
-    ]
-    table = "\n".join([header, *lines])
-    print(table)
-    if out is not None:
-        with out.open("a") as f:
-            f.write(table + "\n")
+def private_broker() -> LocalBroker:
+    """A broker of the run's own: its state under a temp dir, on free ports."""
+    home = Path(tempfile.mkdtemp(prefix="mbs-bench-broker-"))
+    broker = LocalBroker(Settings(home=home, broker_port=free_port(2), kafka_bootstrap=""))
+    say(f"starting a private broker on {broker.address} (state in {home})")
+    broker.up()
+    return broker
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

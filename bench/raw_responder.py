@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -24,7 +25,7 @@ async def serve(topic: str, reply_topic: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()
-    print("ready", flush=True)
+    print(f"ready {os.getpid()}", flush=True)  # the bench reads this process's CPU
     try:
         async for record in consumer:
             request = json.loads(record.value or b"{}")
