@@ -25,6 +25,9 @@ async def serve(topic: str, reply_topic: str) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await consumer.start()
     await producer.start()
+    while not consumer.assignment():  # joined: requests sent from now on are read
+        await asyncio.sleep(0.1)
+        await consumer.getmany(timeout_ms=100)
     print(f"ready {os.getpid()}", flush=True)  # the bench reads this process's CPU
     try:
         async for record in consumer:

@@ -8,7 +8,8 @@ its memory of replies live in its `UnitStore` (see `mbs.unit.state`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
@@ -16,7 +17,7 @@ from faststream.kafka import KafkaBroker
 from mbs import wire as h
 from mbs.errors import ContractViolation, MbsError
 from mbs.unit.binding import Binding, RetryPolicy
-from mbs.unit.intake import guard, keep_bytes, parse_leniently
+from mbs.unit.intake import guard, parse_leniently, the_message
 from mbs.unit.server import Server
 from mbs.unit.state import UnitStore
 
@@ -69,7 +70,18 @@ class Unit:
                 max_workers=self.concurrency,
                 fetch_max_wait_ms=50,
                 parser=parse_leniently,  # headers and body are judged by the server
-                decoder=keep_bytes,
+                decoder=the_message,
             )
             guard(subscriber, server.undecodable)
-            subscriber(server.on_message)
+            subscriber(_serving(server))
+
+
+def _serving(server: Server) -> Callable[[Any], Awaitable[None]]:
+    """The handler FastStream calls with the message (decoded by `the_message`): one plain
+    argument, no injected context."""
+
+    async def serve(message: Any) -> None:
+        await server.on_message(message)
+
+    serve.__name__ = f"serve_{server.contract.capability.replace('.', '_')}"
+    return serve

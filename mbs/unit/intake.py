@@ -10,6 +10,9 @@ and never gets past the record, before and after every restart of the unit. Here
 - `parse_leniently` hands FastStream headers it can decode, keeping the record as it came in
   `raw_message`; `read_headers` then reads the real bytes and says what is wrong with them;
 - `keep_bytes` stops FastStream from parsing the body itself (it raises on some JSON);
+  `the_message` does too, and hands the handler the whole message as its argument, so
+  nothing is injected (FastStream resolves an injected message in a worker thread, a thread
+  hop per request);
 - `guard` steps over records the client cannot decode (`mbs.kafka.undecodable`, the one
   mechanism every platform reader uses),
   dead-letters each and commits past them, so a restart does not meet them again.
@@ -158,3 +161,8 @@ def guard(subscriber: Any, on_skipped: OnSkipped) -> None:
             return None  # FastStream's loop asks again
 
     subscriber.get_msg = get_msg
+
+
+async def the_message(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    """The message itself as the handler's argument, the body unparsed (see `keep_bytes`)."""
+    return message
