@@ -136,6 +136,8 @@ class JourneyEngine:
                 await self._account(definition, run, patient=True)
                 await self._close(run)
             span.set_attribute("mbs.journey.status", run.status)
+            if run.status != "completed":  # status ERROR: kept whatever the sampling
+                tracing.mark_error(span, run.status)
             if run.bill is not None:
                 span.set_attribute("mbs.price", float(run.bill.total_price))
                 span.set_attribute("mbs.cost", float(run.bill.total_cost))

@@ -2,7 +2,10 @@
 
 `OTEL_TRACES_EXPORTER` = `otlp` (to `OTEL_EXPORTER_OTLP_ENDPOINT`, http/protobuf),
 `console`, or `none` (the default); `OTEL_SDK_DISABLED=true` turns tracing off;
-`OTEL_SERVICE_NAME` overrides the process's service name; `OTEL_BSP_*` tune batching.
+`OTEL_SERVICE_NAME` overrides the process's service name; `OTEL_BSP_*` tune batching;
+`OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG` choose the head sampling (the SDK reads them).
+Traces that erred or were slow are kept whatever the sampling dropped: `mbs.telemetry.sampling`
+(`MBS_TRACE_KEEP`, `MBS_TRACE_SLOW_MS`, `MBS_TRACE_BUFFER_SPANS`, `MBS_TRACE_BUFFER_TRACE_SPANS`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from opentelemetry.propagate import extract, inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import StatusCode
 
 from mbs.errors import MbsError
+from mbs.telemetry import sampling
 
 TRACER_NAME = "mbs"
 _provider: TracerProvider | None = None
@@ -28,10 +33,11 @@ def setup_tracing(service: str) -> TracerProvider | None:
     names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "none").split(",")]
     if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true" or names == ["none"]:
         return None
+    policy = sampling.KeepPolicy.from_env()
     resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", service)})
-    provider = TracerProvider(resource=resource)
-    for name in names:
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+    provider = TracerProvider(resource=resource)  # its sampler: from OTEL_TRACES_SAMPLER(_ARG)
+    exporting = [BatchSpanProcessor(_exporter(name)) for name in names]
+    sampling.install(provider, exporting, policy)
     trace.set_tracer_provider(provider)
     _provider = provider
     return provider
@@ -57,6 +63,12 @@ def shutdown_tracing() -> None:
 
 def tracer() -> trace.Tracer:
     return trace.get_tracer(TRACER_NAME)
+
+
+def mark_error(span: trace.Span, description: str) -> None:
+    """The span's work failed (a journey that did not complete): status ERROR, which also
+    keeps its trace when sampling would drop it."""
+    span.set_status(StatusCode.ERROR, description)
 
 
 def inject_headers(headers: dict[str, str]) -> dict[str, str]:
