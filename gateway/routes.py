@@ -48,14 +48,15 @@ def _location(run: JourneyRun) -> str:
     return f"/journeys/{run.journey}/runs/{run.run_id}"
 
 
-def _respond(run: JourneyRun, status: int | None = None) -> JSONResponse:
+def _respond(run: JourneyRun, status: int | None = None) -> Response:
     code = status or _HTTP_STATUS[run.status]
     if run.status == "failed" and any(s.status == "failed" for s in run.steps):
         code = 502  # a unit failed technically: not the caller's fault
-    return JSONResponse(
-        run.public().model_dump(mode="json"),
+    return Response(  # pydantic writes the JSON itself (the stdlib encoder cost 3% of a run)
+        run.public().model_dump_json(),
         status_code=code,
         headers={"Location": _location(run)},
+        media_type="application/json",
     )
 
 
@@ -119,7 +120,7 @@ async def parked_runs(request: Request, admin: AdminKey) -> list[JourneyRun]:
     return [run.public() for run in _gateway(request).runlog.parked()]
 
 
-async def reopen_run(name: str, run_id: str, request: Request, admin: AdminKey) -> JSONResponse:
+async def reopen_run(name: str, run_id: str, request: Request, admin: AdminKey) -> Response:
     """Pursue a parked run's side effects again (settle, undo); 202, poll the run."""
     gateway = _gateway(request)
     run = gateway.runlog.get(run_id)

@@ -56,6 +56,14 @@ class Scorecard(JourneyObserver):
     def shadow_compared(self, contract: Contract, agreement: str) -> None:
         self.record_shadow(contract.unit, contract.capability, agreement)
 
+    def journey_finished(self, run: JourneyRun) -> None:
+        """A decided run's calls are answered for good, but those still being settled: their
+        message ids need not be remembered (the memory stays the size of the runs under way)."""
+        for step in run.steps:
+            for call in step.calls:
+                if call.message_id not in run.unsettled:
+                    self._seen.pop(call.message_id, None)
+
     def record(self, call: Call) -> None:
         """Count a call's answer. A call asked again under its message id (settled after a
         timeout or a crash) is one call: its latest answer replaces the earlier one, so a
