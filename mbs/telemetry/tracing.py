@@ -25,6 +25,7 @@ from mbs.telemetry import sampling
 
 TRACER_NAME = "mbs"
 _provider: TracerProvider | None = None
+_tracer: tuple[trace.TracerProvider, trace.Tracer] | None = None
 
 
 def setup_tracing(service: str) -> TracerProvider | None:
@@ -62,7 +63,13 @@ def shutdown_tracing() -> None:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer(TRACER_NAME)
+    """The process's tracer, made once per tracer provider (making one per span cost 2% of the
+    gateway's CPU with tracing on)."""
+    global _tracer  # noqa: PLW0603 (a cache of the provider's tracer)
+    provider = trace.get_tracer_provider()
+    if _tracer is None or _tracer[0] is not provider:
+        _tracer = (provider, provider.get_tracer(TRACER_NAME))
+    return _tracer[1]
 
 
 def mark_error(span: trace.Span, description: str) -> None:
