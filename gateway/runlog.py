@@ -268,10 +268,11 @@ class RunLog:
             return
         if not looks_saved(run_id, value) and self.read(run_id, value, partition, offset) is None:
             return  # not a run: the state before it stands
-        if not self.runs.keep(run_id, value):
-            return  # an echo of an earlier state (this gateway's own, read back)
+        self.runs.keep(run_id, value)  # unless it is an echo of an earlier state
         if run_id in self._waiters and looks_decided(value):
-            run = self.get(run_id)
+            # also when it is this gateway's own decided state read back: `save` kept it
+            # already, and the run may go on settling calls before `finished_here`
+            run = self.read(run_id, value, partition, offset)
             if run is not None and run.decided:
                 for future in self._waiters.pop(run_id, []):
                     if not future.done():

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from gateway.models import JourneyRun
 from gateway.runcache import RunCache, looks_decided, raw_status, revision
+from gateway.runlog import RunLog
+from mbs.kafka import Connection
 
 
 def _raw(run_id: str, revision_: int, status: str = "running", pad: int = 0) -> bytes:
@@ -47,3 +51,17 @@ def test_the_run_status_is_read_without_parsing_whatever_the_input_holds() -> No
     assert not looks_decided(_raw("r", 1))
     assert looks_decided(_raw("r", 2, "compensation_failed"))
     assert raw_status(b"not a run") == b""
+
+
+async def test_a_caller_waiting_is_told_when_the_decided_state_is_read_back() -> None:
+    """`save` keeps the decided state before the run settles what is still unknown; the
+    caller is told the outcome when that state comes back from the log, not after."""
+    runlog = RunLog(Connection("127.0.0.1:1"), "t", "g")
+    decided = _raw("r", 5, "failed")
+    waiting = asyncio.create_task(runlog.wait_finished("r", timeout_s=5))
+    await asyncio.sleep(0)  # the caller waits from the start
+    runlog.runs.keep("r", decided)  # as `save` does
+    await runlog.observe("r", decided, partition=0, offset=7)
+    run = await asyncio.wait_for(waiting, 1)
+    assert run is not None
+    assert run.status == "failed"
