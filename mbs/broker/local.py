@@ -118,26 +118,31 @@ class LocalBroker:
             self._format_storage(java)
         progress(f"starting Kafka {KAFKA_VERSION} on {self.address}")
         started = time.monotonic()
-        with self.log_file.open("ab") as log:
-            proc = subprocess.Popen(
-                [
-                    *self._java_cmd(java),
-                    f"-Xmx{self.heap}",
-                    f"-Xms{self.heap}",
-                    "kafka.Kafka",
-                    str(self.props_file),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        proc: subprocess.Popen[bytes] | None = None
         try:
+            with self.log_file.open("ab") as log:
+                proc = subprocess.Popen(
+                    [
+                        *self._java_cmd(java),
+                        f"-Xmx{self.heap}",
+                        f"-Xms{self.heap}",
+                        "kafka.Kafka",
+                        str(self.props_file),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             self.pid_file.write_text(str(proc.pid))
             self._wait_ready(proc)
         except BaseException:  # Ctrl-C or a failed start: no half-started broker stays
-            _stop(proc.pid)
-            proc.wait()
+            # Ctrl-C may land inside Popen, after the JVM started but before `proc` is set:
+            # it is then found by the properties file on its command line.
+            for pid in {proc.pid} if proc is not None else _started_with(self.props_file):
+                _stop(pid)
+            if proc is not None:
+                proc.wait()
             self.pid_file.unlink(missing_ok=True)
             raise
         progress(f"broker ready on {self.address} in {time.monotonic() - started:.1f}s")
@@ -279,6 +284,23 @@ def java_cmd(java: str, libs_dir: Path) -> list[str]:
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
     ]
+
+
+def _started_with(props_file: Path, settle_s: float = 0.5) -> set[int]:
+    """Java processes started with this properties file (looked for a little while: one
+    just forked may not have exec'd yet)."""
+    wanted = str(props_file).encode()
+    found: set[int] = set()
+    deadline = time.monotonic() + settle_s
+    while True:
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if wanted in (proc / "cmdline").read_bytes():
+                        found.add(int(proc.name))
+        if found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
 
 
 def _stop(pid: int, grace_s: float = 30.0) -> None:
