@@ -110,13 +110,18 @@ async def replication_of(bootstrap: str, topic: str) -> tuple[set[int], str]:
             if described["partitions"]:
                 break
             await asyncio.sleep(0.2)
-        [configs] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        for _ in range(50):  # and of its configs: the node asked may not know them yet
+            [configs] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+            entries = {entry[0]: entry[1] for entry in configs.resources[0][4]}
+            if "min.insync.replicas" in entries:
+                break
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
     replicas = {len(p["replicas"]) for p in described["partitions"]}
-    resource = configs.resources[0]
-    entries = {entry[0]: entry[1] for entry in resource[4]}
-    return replicas, entries["min.insync.replicas"]
+    return replicas, entries.get("min.insync.replicas", "missing")
 
 
 @pytest.mark.timeout(300)
