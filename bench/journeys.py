@@ -53,7 +53,6 @@ from bench.phases import (
     unit_group_members,
 )
 from bench.worktree import (
-    CodeGroup,
     Worktree,
     check_cwd,
     git,
@@ -65,7 +64,7 @@ from bench.worktree import (
 from mbs.broker import LocalBroker
 from mbs.kafka import Connection, ensure_topics
 from mbs.settings import Settings
-from mbs.testing import free_port, wait_http_ok
+from mbs.testing import ProcessGroup, free_port, wait_http_ok
 
 IN_FLIGHT = (1, 10, 100)
 _STARTED = time.monotonic()
@@ -221,7 +220,7 @@ class Bench:
     async def through_gateway(self, phase: Phase, label: str) -> None:
         cwd = self.tree.path if phase.baseline and self.tree else None
         log_dir = self.settings.home / "bench" / phase.name
-        group = CodeGroup(log_dir, env=self.env(phase), cwd=cwd)
+        group = ProcessGroup(log_dir, env=self.env(phase), cwd=cwd)
         others = await asyncio.to_thread(unit_group_members, self.settings.bootstrap, UNITS)
         if others:
             self.shared[phase.name] = others
@@ -244,7 +243,7 @@ class Bench:
             group.stop()
 
     async def _measure(
-        self, phase: Phase, label: str, base: str, pids: dict[str, int], group: CodeGroup
+        self, phase: Phase, label: str, base: str, pids: dict[str, int], group: ProcessGroup
     ) -> None:
         limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
         code = "" if self.code(phase) == "current" else f" @{self.code(phase)}"

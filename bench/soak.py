@@ -22,17 +22,9 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.load import OtlpSink, percentile
 from bench.soak_http import HttpPool
-from bench.soak_load import (
-    JOURNEY,
-    OtlpSink,
-    Tally,
-    define,
-    drive,
-    journey_body,
-    percentile,
-    until_served,
-)
+from bench.soak_load import JOURNEY, Tally, define, drive, journey_body, until_served
 from bench.soak_plot import plot
 from bench.soak_proc import other_units, python_pid, rss_mb
 from bench.soak_report import TOLERANCE_PCT, CsvLog, RssSample, summarize, table

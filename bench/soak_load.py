@@ -7,58 +7,23 @@ faces an unbounded queue, and a shortfall shows in the achieved rate instead of 
 The requests go over bench.soak_http's keep-alive connections, which cost the 2 shared cores
 little; wrk at a fixed number of connections cannot hold a rate (it is a closed loop).
 
-The journey, its input, the keys and the OTLP sink are bench.journeys', copied rather than
-imported so that the soak does not depend on how that module is organised.
+The journey, its input, the keys and the OTLP sink are bench.journeys' (`bench.load`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from bench.load import ADMIN, BODY, CALLER, JOURNEYS
 from bench.soak_http import ERRORS, HttpPool
 
-ADMIN = {"X-API-Key": "dev-admin-key"}
-CALLER = {"X-API-Key": "dev-caller-key"}
 JOURNEY = "bench-three-step"
-DEFINITION = {
-    "name": JOURNEY,
-    "version": 1,
-    "steps": [
-        {
-            "id": "quote",
-            "capability": "pricing.quote",
-            "input": {"sku": "$input.sku", "quantity": "$input.quantity"},
-        },
-        {
-            "id": "fraud",
-            "capability": "fraud.score",
-            "after": ["quote"],
-            "input": {
-                "order_id": "$input.order_id",
-                "customer_id": "$input.customer_id",
-                "amount": "$steps.quote.total",
-            },
-        },
-        {
-            "id": "notify",
-            "capability": "notifications.send",
-            "after": ["fraud"],
-            "input": {
-                "customer_id": "$input.customer_id",
-                "template": "order_confirmed",
-                "order_id": "$input.order_id",
-            },
-        },
-    ],
-}
-BODY = {"sku": "grinder-c40", "quantity": 1, "order_id": "bench", "customer_id": "cust-1"}
+DEFINITION = {"name": JOURNEY, "version": 1, **JOURNEYS[JOURNEY]}
 
 
 @dataclass
@@ -162,29 +127,3 @@ async def until_served(client: HttpPool, path: str, body: bytes) -> None:
             return
         await asyncio.sleep(1)
     raise RuntimeError(f"{path} never completed: {answer.decode()}")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-class OtlpSink:
-    """Accepts OTLP/HTTP exports and drops them: tracing on, at the cost of exporting."""
-
-    def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers["Content-Length"]))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                return None
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()

@@ -4,7 +4,6 @@ their working directory and first import path, so `python -m mbs` runs that comm
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu import cwd_of
-from mbs.testing import Process, ProcessGroup
 
 REPO = Path(__file__).resolve().parents[1]
 # The packages a gateway or unit process imports from the checkout; each must come from the
@@ -107,22 +105,3 @@ def check_cwd(tree: Worktree, pids: Mapping[str, int]) -> None:
     for name, pid in pids.items():
         if (cwd := cwd_of(pid)) != tree.path:
             raise RuntimeError(f"{name} (pid {pid}) runs in {cwd}, not in {tree.path}")
-
-
-@dataclass
-class CodeGroup(ProcessGroup):
-    """A ProcessGroup whose children start in `cwd` (the bench's own directory if None)."""
-
-    cwd: Path | None = None
-
-    def start(
-        self,
-        name: str,
-        *args: str,
-        env: Mapping[str, str] | None = None,
-        module: str = "mbs",
-        append: bool = False,
-    ) -> Process:
-        # ProcessGroup's children inherit the working directory of the process starting them
-        with contextlib.chdir(self.cwd or Path.cwd()):
-            return super().start(name, *args, env=env, module=module, append=append)

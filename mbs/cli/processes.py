@@ -41,11 +41,13 @@ class Process:
 @dataclass
 class ProcessGroup:
     """Children started together and always stopped together, also on errors and Ctrl-C.
-    `env` is added to the parent's environment; an empty value removes a variable."""
+    `env` is added to the parent's environment; an empty value removes a variable. `cwd`:
+    where the children run (the parent's directory if None)."""
 
     log_dir: Path
     env: Mapping[str, str] = field(default_factory=dict)
     children: list[Process] = field(default_factory=list)
+    cwd: Path | None = None
 
     def start(
         self,
@@ -67,6 +69,7 @@ class ProcessGroup:
                 stdin=subprocess.DEVNULL,
                 env={k: v for k, v in {**os.environ, **self.env, **(env or {})}.items() if v},
                 start_new_session=True,
+                cwd=self.cwd,
             )
         child = Process(name, popen, log_file)
         self.children.append(child)
