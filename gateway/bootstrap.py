@@ -53,7 +53,9 @@ class Gateway:
             self.catalog,
             self.runlog.save,
             default_timeout_s=settings.request_timeout,
-            undo_policy=UndoPolicy(attempts=settings.undo_attempts),
+            undo_policy=UndoPolicy(
+                attempts=settings.undo_attempts, patience_s=settings.undo_patience_s
+            ),
             observers=[PrometheusObserver()],
             record_limit=settings.max_record_bytes,
             vault=Vault.from_settings(settings),

@@ -186,19 +186,20 @@ class Caller:
 
     async def settle(
         self, run: JourneyRun, step_id: str, call: Call, payload: dict[str, Any], wait_s: float
-    ) -> bool:
-        """Ask the unit again under the same message id and deadline; True once its answer
-        (done or not) is known. A request past its deadline is refused, never started."""
+    ) -> str:
+        """Ask the unit again under the same message id and deadline: `settled` (done or
+        not is known), `silent` (no answer within `wait_s`) or `refused` (an answer that
+        breaks the contract, or the provider is gone). Past its deadline, never started."""
         contract = self.catalog.get(call.capability, call.unit)
         if contract is None or wait_s <= 0:
-            return False
+            return "refused" if contract is None else "silent"
         outgoing = self._outgoing(run, step_id, call, payload)
         try:
             reply = await self.transport.request(contract, outgoing, wait_s)
         except TimeoutError:
-            return False
+            return "silent"
         self._record(contract, call, reply, run)
-        return call.effect != "unknown"  # a reply that breaks the contract settles nothing
+        return "refused" if call.effect == "unknown" else "settled"
 
     async def undo(
         self,

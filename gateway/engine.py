@@ -40,12 +40,20 @@ _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 UNDO_BACKOFF = Backoff(first_s=0.2, max_s=5.0)
 
 
+PATIENT_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
+
+
 @dataclass(frozen=True)
 class UndoPolicy:
-    """How long a side effect of a failed run is pursued before it is parked."""
+    """How a side effect the run does not keep is pursued before it is parked. A provider
+    that answers and says no (or breaks its contract) is asked `attempts` times; one that
+    does not answer at all may be down, restarting or cut off, so it is waited for, in
+    rounds `patient_backoff` apart, until `patience_s` after the run's outcome."""
 
     attempts: int = 6
     backoff: Backoff = UNDO_BACKOFF
+    patience_s: float = 3600.0
+    patient_backoff: Backoff = PATIENT_BACKOFF
 
 
 class JourneyEngine:
@@ -196,17 +204,64 @@ class JourneyEngine:
     async def _account(
         self, definition: JourneyDefinition, run: JourneyRun, *, patient: bool
     ) -> None:
-        """Settle every call whose outcome is unknown (once, or with every retry when
-        `patient`), then undo every side effect the run does not keep (all of them when it
-        failed), newest first (saga). What cannot be settled yet is left `unsettled`; what
-        cannot be undone is `parked`."""
-        unsettled: list[str] = []
+        """Settle every call whose outcome is unknown, then undo every side effect the run
+        does not keep (all of them when it failed), newest first (saga). Before the outcome
+        (not `patient`): one settle each, and each undo until its provider says no
+        `attempts` times or stays silent; what is still open is left `unsettled` and the
+        caller is told. Then (`patient`): in rounds until nothing is open, the same again; a
+        provider that keeps saying no, or stays silent past the patience, gets its side
+        effect `parked`."""
+        refusals: dict[str, int] = {}
+        given_up = run.created_ms + (run.latency_ms or 0.0) + self.undo_policy.patience_s * 1000
+        parked = list(run.parked)
+        rounds = 0
+        while True:
+            rounds += 1
+            still_open = await self._round(definition, run, parked, refusals, patient=patient)
+            done_asking = [m for m in still_open if refusals.get(m, 0) >= self.undo_policy.attempts]
+            parked += done_asking
+            still_open = [m for m in still_open if m not in done_asking]
+            if not patient or not still_open:
+                break
+            left_ms = given_up - self.clock.now_ms()
+            if left_ms <= 0:
+                log.error(
+                    "run %s: no answer about %s within %gs of its outcome; parked",
+                    run.run_id,
+                    ", ".join(still_open),
+                    self.undo_policy.patience_s,
+                )
+                parked += still_open
+                still_open = []
+                break
+            pause = self.undo_policy.patient_backoff.delay(rounds)
+            await self.clock.sleep(min(pause, left_ms / 1000))
+        run.parked = parked
+        run.unsettled = still_open
+
+    async def _round(
+        self,
+        definition: JourneyDefinition,
+        run: JourneyRun,
+        parked: list[str],
+        refusals: dict[str, int],
+        *,
+        patient: bool,
+    ) -> list[str]:
+        """One settle of each call of unknown outcome, then the undo of each side effect
+        the run does not keep, newest first; the message ids still open after it."""
+        still_open = []
         for step in run.steps:
             for call in step.calls:
                 if call.effect != "unknown":
                     continue
-                if not await self._settle(definition, run, step, call, patient=patient):
-                    unsettled.append(call.message_id)
+                if call.message_id in parked:
+                    continue
+                verdict = await self._settle(definition, run, step, call, patient=patient)
+                if verdict != "settled":
+                    still_open.append(call.message_id)
+                if verdict == "refused":
+                    refusals[call.message_id] = self.undo_policy.attempts if patient else 1
         keep = run.error is None
         todo = [
             (step, call)
@@ -214,12 +269,15 @@ class JourneyEngine:
             for call in step.calls
             if call.effect == "done" and not (keep and call.used)
         ]
-        parked = [] if patient else list(run.parked)
         for step, call in sorted(todo, key=lambda sc: sc[1].done_seq or 0, reverse=True):
-            if not await self._undo(definition, run, step, call):
-                parked.append(call.message_id)
-        run.parked = parked + (unsettled if patient else [])
-        run.unsettled = [] if patient else unsettled
+            if call.message_id in parked:
+                continue
+            verdict = await self._undo(definition, run, step, call)
+            if verdict != "undone":
+                still_open.append(call.message_id)
+            if verdict == "refused":  # its provider said no every time in a row
+                refusals[call.message_id] = self.undo_policy.attempts
+        return still_open
 
     async def _settle(
         self,
@@ -229,43 +287,52 @@ class JourneyEngine:
         call: Call,
         *,
         patient: bool,
-    ) -> bool:
+    ) -> str:
+        """Re-ask a call of unknown outcome (once; when `patient`, up to `attempts` times
+        while its answers settle nothing): `settled`, `silent` (no answer), or `refused`
+        (answers that settle nothing: they break the contract)."""
         try:
             payload = calls.resolve(definition.step(step.id).input, run, vault=self.vault)
-        except SecretUnavailable as exc:  # stays unsettled, then parked: never assumed
+        except SecretUnavailable as exc:  # never assumed: parked once the asking is over
             log.error("run %s: call %s not settled: %s", run.run_id, call.message_id, exc)
-            return False
-        tries = self.undo_policy.attempts if patient else 1
+            return "refused"
         wait = self.default_timeout_s if patient else min(self.default_timeout_s, SETTLE_WINDOW_S)
+        tries = self.undo_policy.attempts if patient else 1
         for attempt in range(1, tries + 1):
-            if await self.caller.settle(run, step.id, call, payload, wait):
-                return True
-            if attempt < tries:
-                await self.clock.sleep(self.undo_policy.backoff.delay(attempt))
-        return False
+            verdict = await self.caller.settle(run, step.id, call, payload, wait)
+            if verdict != "refused" or attempt == tries:
+                break
+            await self.clock.sleep(self.undo_policy.backoff.delay(attempt))
+        return verdict
 
     async def _undo(
         self, definition: JourneyDefinition, run: JourneyRun, step: StepRun, call: Call
-    ) -> bool:
-        """True once the call's effect is undone, or the definition says it stays."""
+    ) -> str:
+        """Undo a done call: `undone` (or the definition says it stays), `silent` once an
+        attempt gets no answer, or `refused` once its provider has said no `attempts`
+        times in a row."""
         spec = definition.step(step.id)
         contract = self.catalog.get(call.capability, call.unit)
         if spec.compensate is None or contract is None:
-            return True  # the definition says this effect stays (a sent e-mail, say)
+            return "undone"  # the definition says this effect stays (a sent e-mail, say)
         capability = spec.compensate.capability or contract.compensation or ""
         undo = self.catalog.get(capability, call.unit) or self.catalog.home(capability)
         try:
             payload = calls.resolve(spec.compensate.input, run, own=call.output, vault=self.vault)
         except SecretUnavailable as exc:  # parked, never reported as undone
             log.error("run %s: call %s not undone: %s", run.run_id, call.message_id, exc)
-            return False
+            return "refused"
+        verdict = "refused"
         for attempt in range(1, self.undo_policy.attempts + 1):
             if await self.caller.undo(undo, run, step.id, call, payload, self.save):
+                break
+            if call.undos[-1].outcome == "timeout":
+                verdict = "silent"  # asked again in the next round, not counted as a no
                 break
             await self.clock.sleep(self.undo_policy.backoff.delay(attempt))
         if call.used:
             step.compensation = call.undos[-1] if call.undos else None
-        return call.effect == "undone"
+        return "undone" if call.effect == "undone" else verdict
 
     async def _finish(self, definition: JourneyDefinition, run: JourneyRun) -> None:
         """The outcome: what the caller is told, counted once."""

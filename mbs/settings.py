@@ -152,8 +152,17 @@ class Settings(BaseSettings):
         default=6,
         ge=1,
         le=100,
-        description="Tries to settle or undo one side effect of a run before it is parked "
-        "(status compensation_failed), with backoff from 0.2 s doubling to 5 s.",
+        description="Answers that settle or undo nothing (a provider saying no, or breaking "
+        "its contract) one side effect of a run may get before it is parked (status "
+        "compensation_failed), with backoff from 0.2 s doubling to 5 s. Silence is not an "
+        "answer: see MBS_UNDO_PATIENCE_S.",
+    )
+    undo_patience_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Seconds after a run's outcome that a provider which does not answer at "
+        "all (down, restarting, cut off) is still asked, in rounds from 1 s doubling to 30 s "
+        "apart, to settle or undo a side effect of the run; then the side effect is parked.",
     )
     secrets_key: SecretStr = Field(
         default=SecretStr(DEV_SECRETS_KEY),

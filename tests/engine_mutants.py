@@ -59,8 +59,18 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
     ),
     "no compensation at all": (
         "gateway/engine.py",
-        "            if not await self._undo(definition, run, step, call):\n",
+        "            verdict = await self._undo(definition, run, step, call)\n",
+        '            verdict = "undone"\n',
+    ),
+    "a silent undo counted as a refusal (parked while its provider restarts)": (
+        "gateway/engine.py",
+        '            if call.undos[-1].outcome == "timeout":\n',
         "            if False:\n",
+    ),
+    "a silent provider waited for past the patience": (
+        "gateway/engine.py",
+        "            if left_ms <= 0:\n",
+        "            if left_ms <= -1e12:\n",
     ),
     "failover broken (first provider only)": (
         "gateway/caller.py",

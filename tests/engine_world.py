@@ -42,6 +42,7 @@ FAULTS = (
 )
 TIMEOUT_S = 1.0
 RESTART_S = 2.0  # a gateway restarts in longer than a step waits
+PATIENCE_S = 120.0  # a silent provider is waited for this long after the outcome
 
 
 class Crash(BaseException):
@@ -179,7 +180,12 @@ class World:
             lambda run: self.save(run, gen),
             default_timeout_s=TIMEOUT_S,
             clock=_Clock(self),
-            undo_policy=UndoPolicy(attempts=4, backoff=Backoff(first_s=0.2, max_s=1.0)),
+            undo_policy=UndoPolicy(
+                attempts=4,
+                backoff=Backoff(first_s=0.2, max_s=1.0),
+                patience_s=PATIENCE_S,
+                patient_backoff=Backoff(first_s=1.0, max_s=10.0),
+            ),
         )
 
     def _op(self, gen: int) -> None:

@@ -65,7 +65,7 @@ ANSWERS = {
 }
 JOURNEY_TIMEOUT_S = 20
 SHIP_TIMEOUT_S = 5
-# A parked call is settled first: MBS_UNDO_ATTEMPTS (6) re-asks, 0.2 s to 3.2 s apart.
+# A garbage answer settles nothing: MBS_UNDO_ATTEMPTS (6) re-asks, 0.2 s to 3.2 s apart.
 SETTLED_WITHIN_S = 30
 STOCK_SKU = "milk-jug-350ml"  # only the runs that must release their stock order it
 

@@ -9,7 +9,14 @@ from typing import Any
 
 from gateway.definition import JourneyDefinition
 from gateway.models import JourneyRun
-from tests.engine_world import World, check_invariants, contract, live_through
+from tests.engine_world import (
+    PATIENCE_S,
+    TIMEOUT_S,
+    World,
+    check_invariants,
+    contract,
+    live_through,
+)
 
 
 def _step(i: int, *, effects: bool, after: tuple[int, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -188,6 +195,39 @@ def test_an_undo_that_keeps_failing_is_parked_not_reported_compensated() -> None
     assert len(run.steps[0].calls[0].undos) == 4
     assert world.effects["e1"].undone == 0
     assert _total(run) == _declared(world, ("c0.act", "c0")), "refused undos are not billed"
+
+
+def test_an_undo_whose_provider_is_silent_is_pursued_until_it_answers_not_parked() -> None:
+    """A provider that is down (restarting, cut off) cannot say no: its undo is asked again,
+    in rounds, after the caller is told, until it answers; silence is never a refusal."""
+    steps = [_step(0, effects=True), _step(1, effects=False, after=(0,))]
+    silent = 10  # more silent undo attempts than `attempts` (4): parked before the fix
+    world, definition = _world(steps, ["ok", "business"] + ["late"] * silent + ["ok"])
+    run = _run(world, definition)
+    assert run.status == "failed"
+    assert run.compensated is True
+    assert not run.parked
+    assert not run.unsettled
+    assert ("failed", 1) in world.history, "the caller was told before the undo was done"
+    assert world.effects["e1"].undone == 1
+    undos = run.steps[0].calls[0].undos
+    assert [u.outcome for u in undos] == ["timeout"] * silent + ["ok"]
+
+
+def test_a_provider_silent_past_the_patience_gets_its_side_effect_parked() -> None:
+    steps = [_step(0, effects=True), _step(1, effects=False, after=(0,))]
+    world, definition = _world(steps, ["ok", "business"] + ["late"] * 500)
+    run = _run(world, definition)
+    assert run.status == "compensation_failed"
+    assert run.compensated is False
+    assert run.parked == [f"{run.run_id}:s0:c0:1"]
+    decided = run.created_ms + (run.latency_ms or 0)
+    undos = run.steps[0].calls[0].undos
+    last_sent = undos[-1].deadline_ms - TIMEOUT_S * 1000
+    assert PATIENCE_S * 1000 - 12_000 <= last_sent - decided <= PATIENCE_S * 1000, (
+        "asked until the patience was over, not past it"
+    )
+    assert 4 < len(undos) < 40, "rounds apart, not a tight loop"
 
 
 def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> None:
