@@ -74,6 +74,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="At most this long for every run to be decided and settled (150).",
     )
     parser.add_argument(
+        "--dynamic-membership",
+        action="store_true",
+        help="Start no process with an MBS_INSTANCE_ID (to compare: every restart rebalances).",
+    )
+    parser.add_argument(
         "--nodes",
         type=int,
         default=1,
@@ -154,7 +159,9 @@ async def run_on(args: argparse.Namespace, out: Path, say: Say, brokers: Brokers
     bootstrap = brokers.bootstrap if brokers is not None else Settings().bootstrap
     uid = uuid.uuid4().hex[:8]
     rng = random.Random(args.seed)
-    cast = Cast(bootstrap, out, uid)  # units take the whole bootstrap list, as gateways do
+    # units take the whole bootstrap list, as gateways do; each member is a static group
+    # member under its own name (MBS_INSTANCE_ID), as a supervisor or a pod would start it
+    cast = Cast(bootstrap, out, uid, static=not args.dynamic_membership)
     stock = start_stock(cast.state_dir)
     (out / "start_stock.json").write_text(json.dumps(stock, indent=2))
     say(

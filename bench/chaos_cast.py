@@ -61,10 +61,13 @@ class Cast:
         out_dir: Path,
         uid: str,
         unit_bootstrap: Callable[[], str] | None = None,
+        *,
+        static: bool = True,
     ) -> None:
         # A unit's FastStream broker takes a comma list as one host (FastStream 0.7 wraps a
         # str in a list): on a cluster, each unit life gets one node that is up right now.
         self.unit_bootstrap = unit_bootstrap
+        self.static = static  # each life of a member joins as MBS_INSTANCE_ID=<its name>
         self.topics = private_topics(uid)
         self.state_dir = out_dir / "units"
         self.group = ProcessGroup(
@@ -100,6 +103,8 @@ class Cast:
             args, env = ("run", "unit", member.unit), {}
             if self.unit_bootstrap is not None:
                 env = {"MBS_KAFKA_BOOTSTRAP": self.unit_bootstrap()}
+        if self.static:
+            env["MBS_INSTANCE_ID"] = member.name
         member.process = self.group.start(log_name, *args, env=env)
         member.spawned_at = time.time()
 

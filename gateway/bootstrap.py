@@ -39,7 +39,10 @@ class Gateway:
         )
         # the instances split the reply topics' partitions: each reads its own replies only
         self.requester = Requester(
-            connection, caller="gateway", group=f"{settings.gateway_group}.replies"
+            connection,
+            caller="gateway",
+            group=f"{settings.gateway_group}.replies",
+            instance=settings.instance_id,
         )
         self.broker = BrokerWatch(connection)
         self.runlog = RunLog(
@@ -47,6 +50,7 @@ class Gateway:
             settings.journeys_topic,
             settings.gateway_group,
             cache_bytes=int(settings.run_cache_mb * (1 << 20)),
+            instance=settings.instance_id,
         )
         self.engine = JourneyEngine(
             KafkaTransport(self.requester),

@@ -65,9 +65,15 @@ class RunLog:
     """Writes runs to the state topic and follows it as observer and executor."""
 
     def __init__(
-        self, connection: Connection, topic: str, group: str, cache_bytes: int = 64 << 20
+        self,
+        connection: Connection,
+        topic: str,
+        group: str,
+        cache_bytes: int = 64 << 20,
+        instance: str | None = None,
     ) -> None:
         self.connection, self.topic, self.group = connection, topic, group
+        self.instance = instance  # static membership of `group` (MBS_INSTANCE_ID)
         self.runs = RunCache(cache_bytes)
         self._waiters: dict[str, list[asyncio.Future[JourneyRun]]] = {}
         self._observed: dict[int, int] = {}  # partition -> next offset the observer reads
@@ -100,6 +106,7 @@ class RunLog:
             fetch_max_wait_ms=20,
             session_timeout_ms=6_000,
             heartbeat_interval_ms=1000,
+            group_instance_id=self.instance,
         )
         await consumer.start()
         executor = RecordReader(consumer, self.quarantine)

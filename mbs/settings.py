@@ -148,6 +148,17 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         default=10.0, gt=0, description="Default seconds a step waits for its reply."
     )
+    instance_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="A stable name of this process among the instances of its unit or of the "
+        "gateway (a pod name, `payments-1`). Set, the process joins its consumer groups as a "
+        "static member (Kafka KIP-345): restarted under the same name within the session "
+        "timeout, it gets its partitions back at once, and the others are not rebalanced. "
+        "Two live processes of one unit, or two gateways, must never share one.",
+    )
     undo_attempts: int = Field(
         default=6,
         ge=1,

@@ -47,8 +47,16 @@ class ReplyReader:
     """Reads the reply topics, hands every record to `take`, and says which partition of each
     topic a request may name for its reply."""
 
-    def __init__(self, connection: Connection, take: Take, *, group: str | None = None) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        take: Take,
+        *,
+        group: str | None = None,
+        instance: str | None = None,
+    ) -> None:
         self.connection, self.take, self.group = connection, take, group
+        self.instance = instance  # static membership of `group`
         self.records_read = 0  # every reply record fetched, kept by `take` or not
         self.owned: dict[str, list[int]] = {}
         self.settled = asyncio.Event()  # clear while a rebalance is under way
@@ -100,6 +108,7 @@ class ReplyReader:
                 "partition_assignment_strategy": (RoundRobinPartitionAssignor,),
                 "session_timeout_ms": 6_000,
                 "heartbeat_interval_ms": 1000,
+                "group_instance_id": self.instance,
             }
         consumer = AIOKafkaConsumer(
             **self.connection.options(),

@@ -73,6 +73,7 @@ class Requester:
     connection: Connection
     caller: str
     group: str | None = None
+    instance: str | None = None  # static membership of `group` (MBS_INSTANCE_ID)
     _producer: AIOKafkaProducer | None = None
     _replies: ReplyReader | None = None
     _topics: list[str] = field(default_factory=list)
@@ -93,7 +94,9 @@ class Requester:
             linger_ms=0,
         )
         await self._producer.start()
-        self._replies = ReplyReader(self.connection, self._take, group=self.group)
+        self._replies = ReplyReader(
+            self.connection, self._take, group=self.group, instance=self.instance
+        )
         await self._replies.start(self._topics)
 
     @property

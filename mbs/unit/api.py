@@ -41,6 +41,7 @@ class Unit:
         self.bindings = list(bindings)
         self.retry = retry or RetryPolicy()
         self.concurrency = concurrency
+        self.instance_id: str | None = None  # MBS_INSTANCE_ID: static group membership
         self.store = store  # where the handlers keep their state, if they keep any
 
     @property
@@ -62,18 +63,23 @@ class Unit:
         self.store = store or self.store or UnitStore.temporary()
         for binding in self.bindings:
             server = Server(self.name, binding, self.retry, broker, self.store)
-            subscriber = broker.subscriber(
-                binding.contract.request_topic,
-                group_id=f"mbs.unit.{self.name}.{binding.contract.capability}",
-                auto_offset_reset="earliest",
-                ack_policy=AckPolicy.ACK,
-                max_workers=self.concurrency,
-                fetch_max_wait_ms=50,
-                parser=parse_leniently,  # headers and body are judged by the server
-                decoder=the_message,
-            )
-            guard(subscriber, server.undecodable)
-            subscriber(_serving(server))
+            # A static member needs a name of its own per consumer: FastStream gives the
+            # consumers of one subscriber the same, so each gets a subscriber of its own.
+            static = self.instance_id is not None
+            for member in range(self.concurrency if static else 1):
+                subscriber = broker.subscriber(
+                    binding.contract.request_topic,
+                    group_id=f"mbs.unit.{self.name}.{binding.contract.capability}",
+                    group_instance_id=f"{self.instance_id}.{member}" if static else None,
+                    auto_offset_reset="earliest",
+                    ack_policy=AckPolicy.ACK,
+                    max_workers=1 if static else self.concurrency,
+                    fetch_max_wait_ms=50,
+                    parser=parse_leniently,  # headers and body are judged by the server
+                    decoder=the_message,
+                )
+                guard(subscriber, server.undecodable)
+                subscriber(_serving(server))
 
 
 def _serving(server: Server) -> Callable[[Any], Awaitable[None]]:

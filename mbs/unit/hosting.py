@@ -50,6 +50,7 @@ def build_broker(
     )
     store = unit.store or UnitStore.for_unit(unit.name, settings)
     unit.concurrency = settings.unit_concurrency
+    unit.instance_id = settings.instance_id
     unit.attach(broker, store)
     return broker, store
 

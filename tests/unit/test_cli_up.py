@@ -105,10 +105,16 @@ def test_first_instances_take_declared_ports_and_further_ones_free_ports(tmp_pat
     assert ports["gateway"] == 8088
     gateway = found[-1]
     assert gateway.args == ["run", "gateway"]
-    assert gateway.env == {"MBS_GATEWAY_PORT": "8088"}
+    assert gateway.env == {"MBS_GATEWAY_PORT": "8088", "MBS_INSTANCE_ID": "gateway"}
+    # each instance a static group member under its own name: a restart by the supervisor
+    # takes its partitions back without rebalancing the other instances
+    assert [p.env["MBS_INSTANCE_ID"] for p in found] == [p.name for p in found]
     assert gateway.ready_url == "http://127.0.0.1:8088/readyz"
     assert found[2].args == ["run", "unit", "payments"]
-    assert found[2].env == {"MBS_UNIT_PORT": str(ports["payments-2"])}
+    assert found[2].env == {
+        "MBS_UNIT_PORT": str(ports["payments-2"]),
+        "MBS_INSTANCE_ID": "payments-2",
+    }
     assert found[0].log == str(tmp_path / "up" / "logs" / "pricing.log")
 
 
