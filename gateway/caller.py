@@ -21,7 +21,7 @@ from opentelemetry.trace import SpanKind
 from gateway import replies
 from gateway.calls import outcome_of
 from gateway.definition import StepDefinition
-from gateway.models import Call, JourneyRun, ShadowResult, StepError, StepRun
+from gateway.models import NOT_SENT, Call, JourneyRun, ShadowResult, StepError, StepRun
 from gateway.observers import JourneyObserver
 from gateway.policy import ProviderChooser
 from gateway.transport import Clock, Outgoing, Transport
@@ -171,6 +171,7 @@ class Caller:
         step.calls.append(call)
         if timeout <= 0:
             call.outcome = call.error = "timeout"
+            call.detail = NOT_SENT
             return call
         if contract.side_effects:
             call.effect = "unknown"

@@ -26,6 +26,7 @@ from gateway.definition import JourneyDefinition, StepDefinition, parse_ref
 from gateway.models import Call, JourneyRun, RunStatus, StepError, StepRun
 from gateway.observers import JourneyObserver, Observers, ProviderLatency
 from gateway.policy import ProviderChooser
+from gateway.recovery import ask_what_earlier_lives_did
 from gateway.scorecard import Scorecard
 from gateway.secrets import SecretUnavailable, Vault, secret_inputs
 from gateway.transport import Clock, SystemClock, Transport
@@ -120,8 +121,11 @@ class JourneyEngine:
         self.vault.seal(run, secret_inputs(definition, self.catalog))  # before its first save
         return run
 
-    async def run(self, definition: JourneyDefinition, run: JourneyRun) -> JourneyRun:
-        """Take the run from wherever its saved state left it to its end (one trace)."""
+    async def run(
+        self, definition: JourneyDefinition, run: JourneyRun, *, fresh: bool = True
+    ) -> JourneyRun:
+        """Take the run from wherever its saved state left it to its end (one trace).
+        `fresh`: this process made the run and no other life can have acted on it."""
         resumed = bool(run.trace)
         name = f"journey {run.journey}" + (" (resumed)" if resumed else "")
         attributes: dict[str, str | int] = {
@@ -136,7 +140,12 @@ class JourneyEngine:
             if not resumed:
                 run.trace = tracing.inject_headers({})
             if run.status == "running":
+                asked = {s.id: len(s.calls) for s in run.steps}
                 await self._forward(definition, run)
+                if not fresh and run.error is not None:  # see gateway.recovery
+                    await ask_what_earlier_lives_did(
+                        self.caller, self.vault, self.save, definition, run, asked
+                    )
             if not run.decided:
                 await self._account(definition, run, patient=False)
                 await self._finish(definition, run)

@@ -155,10 +155,15 @@ class Executor:
         """Start a run this gateway just accepted, if it owns the run's partition (no hop)."""
         if partition not in self.replay_end or partition in self.pending:
             return False  # not ours, or its replay not over: it is found there
-        self._consider(run, partition, resumed=False)
+        self._consider(run, partition, resumed=False, fresh=True)
         return run.run_id in self.active
 
-    def _consider(self, run: JourneyRun, partition: int, *, resumed: bool) -> None:
+    def _consider(
+        self, run: JourneyRun, partition: int, *, resumed: bool, fresh: bool = False
+    ) -> None:
+        """Execute the run unless it is finished or already running here. Only a run this
+        gateway just made is `fresh`; one read from the log may have been started by the
+        gateway that accepted it, or by an earlier owner (see gateway.recovery)."""
         if run.run_id in self.active:
             return
         if run.finished or run.revision <= self.finished.get(run.run_id, -1):
@@ -178,15 +183,15 @@ class Executor:
         if resumed or run.revision > 1:
             self.resumed += 1
             log.info("resuming run %s of %s at revision %d", run.run_id, run.journey, run.revision)
-        task = asyncio.create_task(self._execute(definition, run, partition))
+        task = asyncio.create_task(self._execute(definition, run, partition, fresh))
         self.active[run.run_id] = (task, partition)
 
     async def _execute(
-        self, definition: JourneyDefinition, run: JourneyRun, partition: int
+        self, definition: JourneyDefinition, run: JourneyRun, partition: int, fresh: bool
     ) -> None:
         try:
             failures = 0
-            while not await self._run_once(definition, run, partition):
+            while not await self._run_once(definition, run, partition, fresh):
                 failures += 1
                 await asyncio.sleep(RETRY_SAVE.delay(failures))
                 if partition not in self.replay_end:
@@ -195,11 +200,11 @@ class Executor:
             self.active.pop(run.run_id, None)
 
     async def _run_once(
-        self, definition: JourneyDefinition, run: JourneyRun, partition: int
+        self, definition: JourneyDefinition, run: JourneyRun, partition: int, fresh: bool
     ) -> bool:
         """True once the run needs nothing more from this gateway."""
         try:
-            await self.engine.run(definition, run)
+            await self.engine.run(definition, run, fresh=fresh)
         except NotOwner as exc:  # fenced, or the partition went: its owner takes it up
             log.warning("run %s stops here: %s", run.run_id, exc)
             return True

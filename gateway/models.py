@@ -45,6 +45,9 @@ class StepError(BaseModel):
     detail: str = ""
 
 
+NOT_SENT = "not sent: the run's deadline had passed"  # a Call's `detail`, never asked
+
+
 class Call(BaseModel):
     """One request/reply exchange with a unit (an attempt, a compensation, a shadow copy).
 

@@ -72,6 +72,11 @@ MUTANTS: dict[str, tuple[str, str, str]] = {
         "            if left_ms <= 0:\n",
         "            if left_ms <= -1e12:\n",
     ),
+    "a resumed run that ends does not ask what an earlier life did": (
+        "gateway/engine.py",
+        "                if not fresh and run.error is not None:  # see gateway.recovery\n",
+        "                if False:\n",
+    ),
     "failover broken (first provider only)": (
         "gateway/caller.py",
         "        units = step.providers if spec.providers.failover else step.providers[:1]\n",

@@ -18,8 +18,9 @@ import pytest
 pytestmark = pytest.mark.kafka
 
 ROOT = Path(__file__).resolve().parents[2]
-SECONDS = 40  # two kills of each kind (one per 20 s of load, at least two)
-RUN_LIMIT_S = 140
+SECONDS = 120  # six kills of each kind planned (one per 20 s of load)
+KILLS_AT_LEAST = 5  # of each kind carried out (issue 13: a 2-minute run, 5 kills of each)
+RUN_LIMIT_S = 330
 
 
 @pytest.mark.timeout(RUN_LIMIT_S + 40)
@@ -43,7 +44,8 @@ def test_a_short_chaos_run_breaks_no_promise(kafka_bootstrap: str, tmp_path: Pat
         pytest.fail(f"the chaos run took over {RUN_LIMIT_S}s:\n{output[-4000:]}")
     assert (out / "summary.json").exists(), output[-4000:]
     summary = json.loads((out / "summary.json").read_text())
-    assert all(n >= 2 for kind, n in summary["kills"].items() if kind != "broker"), summary
+    kills = {kind: n for kind, n in summary["kills"].items() if kind != "broker"}
+    assert all(n >= KILLS_AT_LEAST for n in kills.values()), kills
     assert summary["accepted"] >= SECONDS * 2, summary["not_accepted"]
     assert summary["completed"] > 0
     assert summary["compensated"] > 0, "some orders fail on purpose and are compensated"

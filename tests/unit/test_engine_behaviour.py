@@ -230,6 +230,59 @@ def test_a_provider_silent_past_the_patience_gets_its_side_effect_parked() -> No
     assert 4 < len(undos) < 40, "rounds apart, not a tight loop"
 
 
+def test_a_side_effect_whose_save_was_lost_is_found_and_undone_by_the_next_life() -> None:
+    """The three-broker chaos run: a gateway saved a run before its reserve call, the save
+    came back as committed yet reached no replica, the reserve was done, the gateway died;
+    the next owner took the run up from the state before, past its deadline, and timed it out
+    without asking anything: the reservation was held for good. Now the life that ends a
+    resumed run asks every step it did not get to under the ids an earlier life could have
+    used, with a deadline already past: the unit's memory tells what it did."""
+    quote = _step(0, effects=False)
+    reserve = _step(1, effects=True, after=(0,))
+    reserve["input"] = {"x": "$steps.s0.value"}  # built from the quote, as in the journeys
+    fraud = _step(2, effects=False, after=(0,))
+    contracts = [
+        contract("c0", "c0.act", side_effects=False, price="0.010"),
+        contract("c1", "c1.act", side_effects=True, price="0.010"),
+        contract("c1", "c1.undo", side_effects=True, price="0.010"),
+        contract("c2", "c2.act", side_effects=False, price="0.010"),
+    ]
+    definition = JourneyDefinition(
+        name="scripted", version=1, timeout=1, steps=[quote, reserve, fraud]
+    )
+    # ops: 1 quote, 2 the save before the reserve (lost), 3 and 4 reserve and fraud, 5 the
+    # save of the outcome (dies there); the next life starts past the run's 1 s deadline
+    world = World(contracts, faults=["ok", "ok", "ok"], crash_at=frozenset({5}))
+    world.lost_saves = frozenset({2})
+    run = _run(world, definition)
+    assert run.status == "timed_out"
+    assert world.effects["e1"].undone == 1, "the reservation of the lost save was released"
+    assert run.compensated is True
+    found = [c for c in run.steps[1].calls if c.outcome == "ok"]
+    assert [c.message_id for c in found] == [f"{run.run_id}:s1:c1:1"]
+    done = [("c0.act", "c0"), ("c1.act", "c1"), ("c2.act", "c2"), ("c1.undo", "c1")]
+    assert _total(run) == _declared(world, *done), "what the first life had done, once each"
+
+
+def test_a_step_no_life_did_is_refused_for_good_when_asked_after_its_run() -> None:
+    quote = _step(0, effects=False)
+    reserve = _step(1, effects=True, after=(0,))
+    definition = JourneyDefinition(name="scripted", version=1, timeout=1, steps=[quote, reserve])
+    contracts = [
+        contract("c0", "c0.act", side_effects=False, price="0.010"),
+        contract("c1", "c1.act", side_effects=True, price="0.010"),
+        contract("c1", "c1.undo", side_effects=True, price="0.010"),
+    ]
+    world = World(contracts, faults=["ok"], crash_at=frozenset({2}))  # dies saving the reserve
+    run = _run(world, definition)
+    assert run.status == "timed_out"
+    assert not world.effects, "nothing was reserved"
+    asked = run.steps[1].calls
+    assert [c.outcome for c in asked] == ["failed"]
+    assert asked[0].error == "deadline_exceeded", "refused: that id can never be done now"
+    assert _total(run) == _declared(world, ("c0.act", "c0"))
+
+
 def test_the_provider_order_is_fixed_when_a_step_starts_and_kept_on_resume() -> None:
     fastest = {"policy": "fastest", "units": ["c0", "p0"], "failover": True}
     # the gateway dies sending to c0; restarted past that call's deadline, it settles it

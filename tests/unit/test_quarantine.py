@@ -223,7 +223,7 @@ class Engine:
         self.ran: list[str] = []
         self.revisions: list[int] = []
 
-    async def run(self, definition: Any, run: JourneyRun) -> None:
+    async def run(self, definition: Any, run: JourneyRun, *, fresh: bool = True) -> None:
         self.ran.append(run.run_id)
         self.revisions.append(run.revision)
 
