@@ -60,6 +60,13 @@ def journeys(draw: st.DrawFn) -> tuple[JourneyDefinition, list[Any]]:
     return definition, contracts
 
 
+SIMULATION = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 schedules = st.tuples(
     journeys(),
     st.lists(st.sampled_from(("ok",) * 6 + FAULTS), max_size=40),
@@ -67,13 +74,7 @@ schedules = st.tuples(
 )
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@SIMULATION
 @given(schedules)
 def test_money_moves_once_whatever_happens(schedule: Any) -> None:
     (definition, contracts), faults, crashes = schedule
@@ -84,13 +85,7 @@ def test_money_moves_once_whatever_happens(schedule: Any) -> None:
         assert run.status == "completed", (run.status, run.error)
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-)
+@SIMULATION
 @given(schedules, st.frozensets(st.integers(1, 40), min_size=1, max_size=2))
 def test_money_moves_once_even_when_a_save_said_committed_is_lost(
     schedule: Any, lost: frozenset[int]
