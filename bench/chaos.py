@@ -74,9 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="At most this long for every run to be decided and settled (150).",
     )
     parser.add_argument(
-        "--dynamic-membership",
-        action="store_true",
-        help="Start no process with an MBS_INSTANCE_ID (to compare: every restart rebalances).",
+        "--membership",
+        choices=("static", "dynamic"),
+        default=None,
+        help="static: each process with MBS_INSTANCE_ID=<its name>; dynamic: without. "
+        "Default static on one broker, dynamic with --nodes 3 (see RELIABILITY.md: a Kafka "
+        "3.9.1 broker fault with static members while a group's coordinator moves).",
     )
     parser.add_argument(
         "--nodes",
@@ -86,6 +89,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="1: the configured broker (default); 3: a private three-node cluster with kills.",
     )
     args = parser.parse_args(argv)
+    if args.membership is None:
+        args.membership = "static" if args.nodes == 1 else "dynamic"
     if args.seconds <= 0 or args.rate <= 0:
         parser.error("--seconds and --rate must be positive")
     if args.seed is None:
@@ -161,12 +166,12 @@ async def run_on(args: argparse.Namespace, out: Path, say: Say, brokers: Brokers
     rng = random.Random(args.seed)
     # units take the whole bootstrap list, as gateways do; each member is a static group
     # member under its own name (MBS_INSTANCE_ID), as a supervisor or a pod would start it
-    cast = Cast(bootstrap, out, uid, static=not args.dynamic_membership)
+    cast = Cast(bootstrap, out, uid, static=args.membership == "static")
     stock = start_stock(cast.state_dir)
     (out / "start_stock.json").write_text(json.dumps(stock, indent=2))
     say(
         f"chaos run {uid}, seed {args.seed}, {args.seconds:g}s at {args.rate:g}/s, out {out}, "
-        f"Kafka {bootstrap}"
+        f"Kafka {bootstrap}, {args.membership} group membership"
     )
     traffic = Traffic(cast.gateway_urls(), OrderMaker(rng, uid), say)
     killer = Killer(cast, say, brokers)

@@ -36,11 +36,6 @@ def _env(values: dict[str, str], secrets: dict[str, tuple[str, str]]) -> list[Js
         {"name": k, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}}
         for k, (name, key) in secrets.items()
     ]
-    # the pod's name: a container restarted in its pod rejoins its consumer groups as the
-    # same static member, so the other replicas are not rebalanced
-    refs.append(
-        {"name": "MBS_INSTANCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
-    )
     return sorted(plain + refs, key=lambda e: str(e["name"]))
 
 
