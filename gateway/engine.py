@@ -39,8 +39,6 @@ _DONE = frozenset({"ok", "skipped", "business_error", "timeout", "failed"})
 
 
 UNDO_BACKOFF = Backoff(first_s=0.2, max_s=5.0)
-
-
 PATIENT_BACKOFF = Backoff(first_s=1.0, max_s=30.0)
 
 
@@ -220,16 +218,13 @@ class JourneyEngine:
         caller is told. Then (`patient`): in rounds until nothing is open, the same again; a
         provider that keeps saying no, or stays silent past the patience, gets its side
         effect `parked`."""
-        refusals: dict[str, int] = {}
         given_up = run.created_ms + (run.latency_ms or 0.0) + self.undo_policy.patience_s * 1000
         parked = list(run.parked)
         rounds = 0
         while True:
             rounds += 1
-            still_open = await self._round(definition, run, parked, refusals, patient=patient)
-            done_asking = [m for m in still_open if refusals.get(m, 0) >= self.undo_policy.attempts]
-            parked += done_asking
-            still_open = [m for m in still_open if m not in done_asking]
+            still_open, refused = await self._round(definition, run, parked, patient=patient)
+            parked += refused
             if not patient or not still_open:
                 break
             left_ms = given_up - self.clock.now_ms()
@@ -253,13 +248,14 @@ class JourneyEngine:
         definition: JourneyDefinition,
         run: JourneyRun,
         parked: list[str],
-        refusals: dict[str, int],
         *,
         patient: bool,
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
         """One settle of each call of unknown outcome, then the undo of each side effect
-        the run does not keep, newest first; the message ids still open after it."""
-        still_open = []
+        the run does not keep, newest first. The message ids still open after it, and
+        those whose provider said no every time it was asked (to park)."""
+        still_open: list[str] = []
+        refused: list[str] = []
         for step in run.steps:
             for call in step.calls:
                 if call.effect != "unknown":
@@ -267,10 +263,10 @@ class JourneyEngine:
                 if call.message_id in parked:
                     continue
                 verdict = await self._settle(definition, run, step, call, patient=patient)
-                if verdict != "settled":
+                if verdict == "refused" and patient:  # asked `attempts` times: no use
+                    refused.append(call.message_id)
+                elif verdict != "settled":  # silent, or refused once before the outcome
                     still_open.append(call.message_id)
-                if verdict == "refused":
-                    refusals[call.message_id] = self.undo_policy.attempts if patient else 1
         keep = run.error is None
         todo = [
             (step, call)
@@ -282,11 +278,11 @@ class JourneyEngine:
             if call.message_id in parked:
                 continue
             verdict = await self._undo(definition, run, step, call)
-            if verdict != "undone":
-                still_open.append(call.message_id)
             if verdict == "refused":  # its provider said no every time in a row
-                refusals[call.message_id] = self.undo_policy.attempts
-        return still_open
+                refused.append(call.message_id)
+            elif verdict == "silent":
+                still_open.append(call.message_id)
+        return still_open, refused
 
     async def _settle(
         self,
